@@ -1,0 +1,7 @@
+"""`python -m kopflow ...` is the same as `kopflow ...`."""
+
+import sys
+
+from kopflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""Shared pydantic configuration for the custom resource models.
+
+Field docstrings become CRD descriptions, and fields are camelCase on the wire (as in every
+Kubernetes API) while staying snake_case in Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""A Kubernetes DNS-1123 label: tasks become part of Job names, so they must be one too."""
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+"""Parameter and output names: they become environment variable names."""
+
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+"""What Kubernetes accepts as an environment variable name."""
+
+FreeForm = dict[str, Any]
+"""A Kubernetes object kopflow passes through unchanged (the API server validates it)."""
+
+
+class Model(BaseModel):
+    """Base of every resource model: camelCase aliases, no unknown fields, docs from docstrings."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        frozen=False,
+    )
+
+    def dump(self) -> dict[str, Any]:
+        """The wire form: camelCase keys, unset optional fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

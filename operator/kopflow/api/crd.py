@@ -1,0 +1,273 @@
+"""Generate the CustomResourceDefinitions from the pydantic models.
+
+The models are the single source of truth: this turns their JSON schema into a Kubernetes
+structural schema (no $ref, no anyOf, every object typed), then adds what JSON schema cannot say
+(list-map keys, CEL rules, printer columns).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from kopflow.api.run import WorkflowRunSpec, WorkflowRunStatus
+from kopflow.api.workflow import GROUP, VERSION, WorkflowSpec, WorkflowStatus
+
+Schema = dict[str, Any]
+
+TEMPLATE_RE = "[{][{][ \\t]*(params|tasks|run|schedule)[.]"
+"""A kopflow template reference; forbidden where it would be code (command, script source)."""
+
+# CEL rules, attached by the path of the object they guard (JSON schema property names).
+# Each is cheap enough for the API server's cost budget at the schema's maxItems; checks that
+# would need a nested scan of all tasks (dependsOn existence, cycles) are the operator's job.
+_TASK_RULES = [
+    {
+        "rule": "!(has(self.command) && has(self.script))",
+        "message": "set either command or script, not both",
+        "fieldPath": ".script",
+    },
+    {
+        "rule": "!has(self.dependsOn) || !(self.name in self.dependsOn)",
+        "message": "a task cannot depend on itself; remove its own name from dependsOn",
+        "fieldPath": ".dependsOn",
+    },
+    {
+        "rule": f"!has(self.command) || self.command.all(c, !c.matches('{TEMPLATE_RE}'))",
+        "message": "command is never templated (injection risk): pass inputs through args or env",
+        "fieldPath": ".command",
+    },
+]
+_SCRIPT_RULES = [
+    {
+        "rule": f"!self.source.matches('{TEMPLATE_RE}')",
+        "message": "script.source is never templated (injection risk): read inputs from env "
+        "(KOPFLOW_PARAM_<NAME> or a declared env var)",
+        "fieldPath": ".source",
+    },
+]
+_PARAMETER_RULES = [
+    {
+        "rule": "!has(self.enum) || !has(self.default) || self.default in self.enum",
+        "message": "default must be one of enum",
+        "fieldPath": ".default",
+    },
+    {
+        "rule": "!(has(self.required) && self.required && has(self.default))",
+        "message": "a required parameter cannot have a default; drop one of them",
+        "fieldPath": ".required",
+    },
+]
+_WORKFLOW_SPEC_RULES = [
+    {
+        "rule": "!has(self.onFailure) || "
+        "self.onFailure.all(f, !self.tasks.exists(t, t.name == f.name))",
+        "message": "onFailure task names must differ from the names in tasks",
+        "fieldPath": ".onFailure",
+    },
+]
+_RUN_SPEC_RULES = [
+    {
+        "rule": "has(self.workflowRef) != has(self.workflow)",
+        "message": "set exactly one of spec.workflowRef or spec.workflow",
+    },
+]
+
+
+def _inline(node: Any, defs: Schema) -> Any:
+    """Resolve $ref, drop null branches and pydantic-only keys, recursively."""
+    if isinstance(node, list):
+        return [_inline(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = copy.deepcopy(defs[node["$ref"].rsplit("/", 1)[-1]])
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        return _inline({**target, **rest}, defs)
+    if "anyOf" in node:
+        branches = [b for b in node["anyOf"] if b.get("type") != "null"]
+        if len(branches) != 1:
+            raise ValueError(f"unsupported union in CRD schema: {node}")
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        return _inline({**branches[0], **rest}, defs)
+    out: Schema = {}
+    for key, value in node.items():
+        if key in ("title", "default", "$defs", "const"):
+            continue
+        if key == "additionalProperties" and value is False:
+            continue  # structural schemas prune unknown fields instead
+        if key == "description":
+            out[key] = " ".join(str(value).split())
+        elif key == "properties":
+            out[key] = {name: _inline(sub, defs) for name, sub in value.items()}
+        else:
+            out[key] = _inline(value, defs)
+    if out.get("type") == "object" and "properties" not in out:
+        extra = out.get("additionalProperties")
+        if not extra or extra is True:
+            out.pop("additionalProperties", None)
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    if not out.get("type") and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["type"] = "object"
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+def structural_schema(model: type[BaseModel]) -> Schema:
+    """The model as a Kubernetes structural schema."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return _inline(raw, raw.get("$defs", {}))  # type: ignore[no-any-return]
+
+
+def _add_rules(node: Schema, rules: list[dict[str, str]]) -> None:
+    node.setdefault("x-kubernetes-validations", []).extend(copy.deepcopy(rules))
+
+
+def _list_map(node: Schema, key: str) -> None:
+    node["x-kubernetes-list-type"] = "map"
+    node["x-kubernetes-list-map-keys"] = [key]
+
+
+def _decorate_task(task: Schema) -> None:
+    _add_rules(task, _TASK_RULES)
+    _add_rules(task["properties"]["script"], _SCRIPT_RULES)
+    _list_map(task["properties"]["env"], "name")
+    task["properties"]["dependsOn"]["x-kubernetes-list-type"] = "set"
+
+
+def workflow_spec_schema() -> Schema:
+    """WorkflowSpec with uniqueness by list-map keys and the CEL rules."""
+    spec = structural_schema(WorkflowSpec)
+    props = spec["properties"]
+    _list_map(props["tasks"], "name")
+    _list_map(props["onFailure"], "name")
+    _list_map(props["parameters"], "name")
+    _add_rules(props["parameters"]["items"], _PARAMETER_RULES)
+    _decorate_task(props["tasks"]["items"])
+    _decorate_task(props["onFailure"]["items"])
+    _list_map(props["taskDefaults"]["properties"]["env"], "name")
+    _add_rules(spec, _WORKFLOW_SPEC_RULES)
+    return spec
+
+
+def _conditions(status: Schema) -> None:
+    _list_map(status["properties"]["conditions"], "type")
+
+
+def _root(spec: Schema, status: Schema, description: str) -> Schema:
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+
+
+def _crd(
+    plural: str,
+    kind: str,
+    short: str,
+    schema: Schema,
+    columns: list[dict[str, Any]],
+) -> Schema:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{GROUP}",
+            "labels": {"app.kubernetes.io/name": "kopflow", "app.kubernetes.io/part-of": "kopflow"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "shortNames": [short],
+                "categories": ["kopflow"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def _age() -> dict[str, Any]:
+    return {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def workflow_crd() -> Schema:
+    """The Workflow CRD."""
+    status = structural_schema(WorkflowStatus)
+    _conditions(status)
+    schema = _root(workflow_spec_schema(), status, "A reusable, optionally scheduled workflow.")
+    columns = [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule.cron"},
+        {"name": "Suspended", "type": "boolean", "jsonPath": ".spec.schedule.suspend"},
+        {"name": "Last Run", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+        {"name": "Next Run", "type": "date", "jsonPath": ".status.nextScheduleTime"},
+        _age(),
+    ]
+    return _crd("workflows", "Workflow", "wf", schema, columns)
+
+
+def workflow_run_crd() -> Schema:
+    """The WorkflowRun CRD; its inline workflow uses the same schema as Workflow.spec."""
+    spec = structural_schema(WorkflowRunSpec)
+    spec["properties"]["workflow"] = {
+        **workflow_spec_schema(),
+        "description": spec["properties"]["workflow"]["description"],
+    }
+    _add_rules(spec, _RUN_SPEC_RULES)
+    status = structural_schema(WorkflowRunStatus)
+    _conditions(status)
+    schema = _root(spec, status, "One execution of a workflow.")
+    columns = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+        {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+        _age(),
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+    ]
+    return _crd("workflowruns", "WorkflowRun", "wfr", schema, columns)
+
+
+def render() -> dict[str, str]:
+    """File name -> YAML text of every CRD."""
+    header = "# Generated by `kopflow crds` from operator/kopflow/api; do not edit.\n"
+    out = {}
+    for crd in (workflow_crd(), workflow_run_crd()):
+        text = yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)
+        out[f"{crd['metadata']['name']}.yaml"] = header + text
+    return out
+
+
+def write(directory: Path) -> list[Path]:
+    """Write every CRD into directory; return the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in render().items():
+        path = directory / name
+        path.write_text(text)
+        paths.append(path)
+    return paths

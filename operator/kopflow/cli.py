@@ -1,0 +1,80 @@
+"""The `kopflow` command: validate, run locally, operate a cluster, generate CRDs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kopflow import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from kopflow.api import crd
+
+    if args.stdout:
+        sys.stdout.write("---\n".join(crd.render().values()))
+        return EXIT_OK
+    for path in crd.write(Path(args.output_dir)):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from kopflow import manifests
+    from kopflow.engine.validation import validate_document
+
+    bad = 0
+    for file in args.files:
+        try:
+            docs = manifests.load(file)
+        except manifests.ManifestError as err:
+            print(f"error: {err}", file=sys.stderr)
+            bad += 1
+            continue
+        if not docs:
+            print(f"error: {file}: no YAML document", file=sys.stderr)
+            bad += 1
+        for doc in docs:
+            issues = validate_document(doc.body)
+            if issues:
+                bad += 1
+                print(f"{doc.label}: invalid", file=sys.stderr)
+                for issue in issues:
+                    print(f"  {issue}", file=sys.stderr)
+            else:
+                print(f"{doc.label}: valid")
+    return EXIT_INVALID if bad else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and shell completion)."""
+    parser = argparse.ArgumentParser(
+        prog="kopflow", description="Kubernetes-native workflows that also run on your laptop."
+    )
+    parser.add_argument("--version", action="version", version=f"kopflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check manifests; exit 0 when valid, 2 when not")
+    p.add_argument("files", nargs="+", metavar="FILE", help="YAML files (- for stdin)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
+    p.add_argument("--output-dir", default="crds", help="directory to write into (default crds)")
+    p.add_argument("--stdout", action="store_true", help="print them instead of writing files")
+    p.set_defaults(func=_cmd_crds)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `kopflow` console script."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,6 +50,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if bad else EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from kopflow.executors import runcmd
+
+    return runcmd.main(args)
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from kopflow.controller import main as operator_main
+
+    return operator_main.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and shell completion)."""
     parser = argparse.ArgumentParser(
@@ -61,6 +73,55 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check manifests; exit 0 when valid, 2 when not")
     p.add_argument("files", nargs="+", metavar="FILE", help="YAML files (- for stdin)")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("run", help="run a workflow on this machine, no cluster needed")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="a Workflow, or a WorkflowRun (with the Workflow it references); - for stdin",
+    )
+    p.add_argument(
+        "-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="set a parameter"
+    )
+    p.add_argument("--parallelism", type=int, help="tasks at once (overrides spec.parallelism)")
+    p.add_argument("--runtime", choices=["process", "podman"], default="process")
+    p.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="KEY=VALUE file standing in for the Secret/ConfigMap NAME (default: file stem)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="ignore cached results")
+    p.add_argument("--cache-dir", type=Path, help="cache directory (default ~/.cache/kopflow)")
+    p.add_argument("--logs-dir", type=Path, help="where attempt logs go (default: a temp dir)")
+    p.add_argument("--output", choices=["text", "json"], default="text")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("operator", help="run the Kubernetes operator (kubeconfig or in-cluster)")
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="namespace to watch (repeatable; default: all namespaces)",
+    )
+    p.add_argument("--health-port", type=int, default=8080, help="liveness probe port (0: off)")
+    p.add_argument("--json-logs", action="store_true", help="log JSON lines")
+    p.add_argument("--verbose", action="store_true", help="log kopf's own decisions too")
+    p.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run with other replicas: only the holder of a Lease acts (peering mode)",
+    )
+    p.add_argument(
+        "--lease-namespace",
+        default=None,
+        help="namespace of the leader Lease (default: $POD_NAMESPACE or default)",
+    )
+    p.set_defaults(func=_cmd_operator)
 
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     p.add_argument("--output-dir", default="crds", help="directory to write into (default crds)")

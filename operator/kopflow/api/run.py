@@ -80,6 +80,8 @@ class TaskStatus(Model):
     """When the next attempt starts (phase Retrying)."""
     started_at: str | None = None
     """When the first attempt started."""
+    attempt_started_at: str | None = None
+    """When the running attempt was launched (its timeout counts from here); unset otherwise."""
     finished_at: str | None = None
     """When the task reached a final phase."""
     history: list[Attempt] | None = None

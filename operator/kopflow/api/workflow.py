@@ -14,7 +14,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 MAX_TASKS = 2000
 MAX_ON_FAILURE = 50
-MAX_DEPENDENCIES = 100
+MAX_DEPENDENCIES = MAX_TASKS
+"""A fan-in may wait for every other task."""
 
 Str = Annotated[str, Field(max_length=4096)]
 ShortStr = Annotated[str, Field(max_length=253)]

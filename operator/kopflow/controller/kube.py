@@ -1,0 +1,185 @@
+"""The few API calls the operator makes, as async methods over the official client.
+
+Only metadata-level access: Jobs (create, delete), Pods and Jobs are watched by kopf, the
+run's status, Workflows (read), Events (create) and kopflow's own cache ConfigMaps. Nothing
+here reads Secrets, user ConfigMaps or pod logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import datetime
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from kopflow.api.workflow import GROUP, VERSION
+from kopflow.engine.observations import CacheEntry
+from kopflow.engine.times import format_time, parse_time
+
+CACHE_LABEL = "kopflow.dev/cache"
+CACHE_PREFIX = "kopflow-cache-"
+
+
+def load_client() -> kubernetes.client.ApiClient:
+    """In-cluster config when running in a pod, else the current kubeconfig context."""
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+    return kubernetes.client.ApiClient()
+
+
+class Kube:
+    """Async facade: each call runs the blocking client in a worker thread."""
+
+    def __init__(self, client: kubernetes.client.ApiClient) -> None:
+        self.client = client
+        self.batch = kubernetes.client.BatchV1Api(client)
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create a Job; False when it already exists (a relaunch after a crash: harmless)."""
+        try:
+            await self._call(self.batch.create_namespaced_job, namespace, body)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and, in the background, its Pod; a Job already gone is fine."""
+        try:
+            await self._call(
+                self.batch.delete_namespaced_job,
+                name,
+                namespace,
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    async def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        """The Pods of one Job (status only matters: exit code, termination message)."""
+        pods = await self._call(
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=f"batch.kubernetes.io/job-name={job_name}",
+        )
+        return [self.client.sanitize_for_serialization(p) for p in pods.items]  # type: ignore[no-untyped-call]
+
+    async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            body: dict[str, Any] = await self._call(
+                self.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "workflows",
+                name,
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return body
+
+    async def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """One JSON merge patch of the status subresource."""
+        await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            "workflowruns",
+            name,
+            {"status": status},
+        )
+
+    async def delete_run(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "workflowruns",
+                name,
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    async def post_event(
+        self, involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
+    ) -> None:
+        """A core/v1 Event about a kopflow object; failures to post are not fatal."""
+        meta = involved["metadata"]
+        stamp = format_time(now)
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": involved.get("kind", "WorkflowRun"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "kopflow"},
+            "reportingComponent": "kopflow",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        with contextlib.suppress(ApiException):
+            await self._call(self.core.create_namespaced_event, meta["namespace"], body)
+
+    async def get_cache(self, namespace: str, key: str, now: datetime) -> CacheEntry | None:
+        """A live cache entry from kopflow's own ConfigMap, or None."""
+        try:
+            cm = await self._call(
+                self.core.read_namespaced_config_map, CACHE_PREFIX + key, namespace
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        try:
+            data = cm.data or {}
+            expires = parse_time(data["expiresAt"])
+            outputs = json.loads(data["outputs"])
+        except (KeyError, ValueError, TypeError):
+            return None
+        return CacheEntry(outputs, expires) if expires > now else None
+
+    async def put_cache(
+        self, namespace: str, key: str, outputs: dict[str, str], expires_at: datetime
+    ) -> None:
+        body = {
+            "metadata": {
+                "name": CACHE_PREFIX + key,
+                "labels": {CACHE_LABEL: "true", "app.kubernetes.io/managed-by": "kopflow"},
+            },
+            "data": {"outputs": json.dumps(outputs), "expiresAt": format_time(expires_at)},
+        }
+        try:
+            await self._call(self.core.create_namespaced_config_map, namespace, body)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+            await self._call(
+                self.core.patch_namespaced_config_map, CACHE_PREFIX + key, namespace, body
+            )

@@ -1,0 +1,34 @@
+"""`kopflow operator`: start kopf with kopflow's handlers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import kopf
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT; kopf handles both gracefully."""
+    from kopflow.controller import handlers  # importing registers the handlers
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.json_logs else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger("kopflow").setLevel(logging.INFO)
+    if not args.verbose:
+        # kopf logs every handled event at INFO; runs produce thousands of them
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    handlers.configure(leader_elect=args.leader_elect, lease_namespace=args.lease_namespace)
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0

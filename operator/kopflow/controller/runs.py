@@ -1,0 +1,249 @@
+"""One WorkflowRun's control loop: resolve, reconcile, act, persist, sleep until woken.
+
+All state is in the run's status; this object only caches the last status it wrote (fresher
+than the watch may be) and the cache answers of the current step. Killing it at any point
+loses nothing: Jobs are created before the status that records them (a relaunch is a 409),
+and a status is written only after its actions were carried out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from kopflow.api.run import FINISHED_RUN_PHASES, WorkflowRun, WorkflowRunStatus
+from kopflow.api.workflow import WorkflowSpec
+from kopflow.controller.index import AttemptIndex
+from kopflow.controller.kube import Kube
+from kopflow.engine.conditions import set_condition
+from kopflow.engine.decisions import Decision, Launch, LookupCache, Stop, StoreCache
+from kopflow.engine.observations import CacheEntry
+from kopflow.engine.params import resolve_parameters
+from kopflow.engine.reconcile import reconcile
+from kopflow.engine.render import run_values
+from kopflow.engine.state import RunState, jobs_to_observe
+from kopflow.engine.times import format_time, parse_time
+from kopflow.engine.validation import Issue, format_loc, missing_images, validate_spec
+from kopflow.executors.kubernetes import build_job
+
+logger = logging.getLogger("kopflow.runs")
+MAX_MESSAGE_ISSUES = 5
+ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+DONE = datetime.min.replace(tzinfo=UTC)
+"""What step() returns when the run needs no further reconciling."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Invalid(Exception):
+    """The run cannot start; issues say why (they end up in status.message and an Event)."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        super().__init__("; ".join(map(str, issues)))
+        self.issues = issues
+
+
+class RunWorker:
+    """Drives one run until it finishes (and, with a TTL, until it is deleted)."""
+
+    def __init__(self, namespace: str, name: str, kube: Kube, index: AttemptIndex) -> None:
+        self.namespace, self.name = namespace, name
+        self.kube, self.index = kube, index
+        self.body: dict[str, Any] = {}
+        self.wake = asyncio.Event()
+        self.written: WorkflowRunStatus | None = None
+        self.answers: dict[str, CacheEntry | None] = {}
+        self.spec: WorkflowSpec | None = None
+
+    def update(self, body: dict[str, Any]) -> None:
+        """A newer body from the watch; wakes the loop."""
+        self.body = body
+        self.wake.set()
+
+    async def loop(self) -> None:
+        """Reconcile until finished; API errors back off and retry, they never end the run."""
+        failures = 0
+        while True:
+            self.wake.clear()
+            try:
+                until = await self.step()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+                failures += 1
+                logger.exception(
+                    "run %s/%s: step failed; retrying in %ss", self.namespace, self.name, delay
+                )
+                until = _now() + timedelta(seconds=delay)
+            if until is DONE:
+                return
+            await self._sleep(until)
+
+    async def _sleep(self, until: datetime | None) -> None:
+        """Until woken, or until `until` (None: only a wake ends the sleep)."""
+        timeout = None if until is None else (until - _now()).total_seconds()
+        if (timeout is not None and timeout <= 0) or self.wake.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout)
+
+    # --- one step ----------------------------------------------------------------------------
+
+    def _status(self) -> WorkflowRunStatus | None:
+        if self.written is not None:
+            return self.written
+        raw = self.body.get("status")
+        if not raw:
+            return None
+        try:
+            return WorkflowRunStatus.model_validate(raw)
+        except ValidationError:
+            return None
+
+    async def step(self) -> datetime | None:
+        """One reconcile; returns when to run again at the latest (None: when woken), or DONE."""
+        if self.body.get("metadata", {}).get("deletionTimestamp"):
+            return DONE
+        status = self._status()
+        if status is not None and status.phase in FINISHED_RUN_PHASES:
+            return await self._expire(status)
+        run = WorkflowRun.model_validate(self.body)
+        try:
+            spec, params = await self._resolve(run, status)
+        except Invalid as err:
+            await self._invalid(err.issues)
+            return DONE
+        state = RunState(
+            name=self.name,
+            namespace=self.namespace,
+            spec=spec,
+            parameters=params,
+            status=status,
+            cancel=run.spec.cancel,
+            suspend=run.spec.suspend,
+            use_cache=run.spec.cache,
+            scheduled_time=run.spec.scheduled_time,
+            generation=self.body["metadata"].get("generation"),
+        )
+        for job in jobs_to_observe(status):
+            if self.index.needs_pod(self.namespace, job):
+                for pod in await self.kube.job_pods(self.namespace, job):
+                    self.index.on_pod("ADDED", pod)
+        observations = {
+            job: self.index.observe(self.namespace, job) for job in jobs_to_observe(status)
+        }
+        now = _now()
+        decision = reconcile(state, observations, self.answers, now)
+        await self._carry_out(decision, now)
+        if decision.changed:
+            await self.kube.patch_run_status(self.namespace, self.name, decision.status.dump())
+            self.written = decision.status
+        for event in decision.events:
+            await self.kube.post_event(self.body, event.type, event.reason, event.message, now)
+        if decision.finished:
+            return await self._expire(decision.status)
+        return decision.requeue_at
+
+    async def _resolve(
+        self, run: WorkflowRun, status: WorkflowRunStatus | None
+    ) -> tuple[WorkflowSpec, dict[str, str]]:
+        """The spec snapshot and parameters: from status once started, else from the spec."""
+        if status is not None and status.workflow is not None:
+            if self.spec is None:
+                self.spec = WorkflowSpec.model_validate(status.workflow)
+            return self.spec, dict(status.parameters or {})
+        if run.spec.workflow is not None:
+            spec, prefix = run.spec.workflow, "spec.workflow"
+        elif run.spec.workflow_ref is not None:
+            ref = run.spec.workflow_ref.name
+            body = await self.kube.get_workflow(self.namespace, ref)
+            if body is None:
+                raise Invalid(
+                    [
+                        Issue(
+                            "spec.workflowRef.name",
+                            f'Workflow "{ref}" not found in namespace {self.namespace}; create it '
+                            "first or fix the name",
+                        )
+                    ]
+                )
+            try:
+                spec = WorkflowSpec.model_validate(body.get("spec") or {})
+            except ValidationError as err:
+                issues = [Issue(format_loc(e["loc"], "spec"), e["msg"]) for e in err.errors()]
+                raise Invalid(
+                    [Issue(f"Workflow {ref}: {i.path}", i.message) for i in issues]
+                ) from err
+            prefix = f"Workflow {ref}: spec"
+        else:
+            raise Invalid([Issue("spec", "set exactly one of spec.workflowRef or spec.workflow")])
+        issues = [
+            Issue(i.path.replace("spec", prefix, 1), i.message)
+            for i in validate_spec(spec) + missing_images(spec)
+        ]
+        started = format_time(_now())
+        values = run_values(self.name, self.namespace, run.spec.scheduled_time, started)
+        params, param_issues = resolve_parameters(spec, run.spec.parameters, values)
+        if issues or param_issues:
+            raise Invalid(issues + param_issues)
+        self.spec = spec
+        return spec, params
+
+    async def _invalid(self, issues: list[Issue]) -> None:
+        shown = "; ".join(str(i) for i in issues[:MAX_MESSAGE_ISSUES])
+        if len(issues) > MAX_MESSAGE_ISSUES:
+            shown += f" (and {len(issues) - MAX_MESSAGE_ISSUES} more)"
+        now = format_time(_now())
+        generation = self.body["metadata"].get("generation")
+        status = WorkflowRunStatus(
+            phase="Invalid",
+            reason="Invalid",
+            message=shown,
+            started_at=now,
+            finished_at=now,
+            duration="0s",
+            observed_generation=generation,
+            conditions=set_condition(None, "Succeeded", "False", "Invalid", shown, now, generation),
+        )
+        await self.kube.patch_run_status(self.namespace, self.name, status.dump())
+        self.written = status
+        await self.kube.post_event(self.body, "Warning", "RunInvalid", shown, _now())
+
+    async def _carry_out(self, decision: Decision, now: datetime) -> None:
+        launches = [a for a in decision.actions if isinstance(a, Launch)]
+        if launches:
+            await asyncio.gather(
+                *(self.kube.create_job(self.namespace, build_job(a, self.body)) for a in launches)
+            )
+        for action in decision.actions:
+            if isinstance(action, Stop):
+                await self.kube.delete_job(self.namespace, action.job_name)
+            elif isinstance(action, StoreCache):
+                await self.kube.put_cache(
+                    self.namespace, action.key, dict(action.outputs), action.expires_at
+                )
+            elif isinstance(action, LookupCache):
+                answers = await asyncio.gather(
+                    *(self.kube.get_cache(self.namespace, k, now) for k in action.keys)
+                )
+                self.answers.update(zip(action.keys, answers, strict=True))
+
+    async def _expire(self, status: WorkflowRunStatus) -> datetime | None:
+        """Delete a finished run once its workflow's ttlSecondsAfterFinished has passed."""
+        ttl = (status.workflow or {}).get("ttlSecondsAfterFinished")
+        if ttl is None or not status.finished_at:
+            return DONE
+        due = parse_time(status.finished_at) + timedelta(seconds=int(ttl))
+        if _now() < due:
+            return due
+        await self.kube.delete_run(self.namespace, self.name)
+        return DONE

@@ -1,0 +1,58 @@
+"""taskDefaults inheritance and the spec snapshot a run keeps.
+
+A task inherits every pod setting it does not set itself; `env` is merged by name (the task
+wins), everything else is replaced whole (a task's `retry` replaces the default `retry`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kopflow.api.workflow import EnvVar, Retry, Task, TaskDefaults, WorkflowSpec
+
+INHERITED = tuple(name for name in TaskDefaults.model_fields if name != "env")
+
+
+def merge_env(defaults: list[EnvVar] | None, own: list[EnvVar] | None) -> list[EnvVar] | None:
+    """Default variables in their order, each replaced by the task's one of the same name,
+    then the task's other variables in its order."""
+    if not defaults:
+        return own
+    if not own:
+        return defaults
+    mine = {e.name: e for e in own}
+    merged = [mine.pop(e.name, e) for e in defaults]
+    return merged + [e for e in own if e.name in mine]
+
+
+def merge_defaults(task: Task, defaults: TaskDefaults | None) -> Task:
+    """The task as it runs: its own settings, else the workflow's taskDefaults."""
+    if defaults is None:
+        return task
+    update: dict[str, Any] = {
+        name: getattr(defaults, name)
+        for name in INHERITED
+        if getattr(task, name) is None and getattr(defaults, name) is not None
+    }
+    env = merge_env(defaults.env, task.env)
+    if env is not task.env:
+        update["env"] = env
+    return task.model_copy(update=update) if update else task
+
+
+def retry_of(task: Task, defaults: TaskDefaults | None) -> Retry | None:
+    """The effective retry policy, without building the merged task (hot path)."""
+    return task.retry if task.retry is not None or defaults is None else defaults.retry
+
+
+def timeout_of(task: Task, defaults: TaskDefaults | None) -> int | None:
+    """The effective timeoutSeconds, without building the merged task (hot path)."""
+    if task.timeout_seconds is not None or defaults is None:
+        return task.timeout_seconds
+    return defaults.timeout_seconds
+
+
+def snapshot(spec: WorkflowSpec) -> dict[str, Any]:
+    """The spec as the user wrote it (unset defaults left out), for `status.workflow`: small,
+    and parsed back to the same spec."""
+    return spec.model_dump(by_alias=True, exclude_none=True, exclude_unset=True, mode="json")

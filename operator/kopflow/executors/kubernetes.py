@@ -1,0 +1,183 @@
+"""Task attempts as Kubernetes Jobs: build the Job from a Launch, read an Observation back.
+
+Both directions are pure functions over plain dicts (the API's JSON), so they are tested
+without a cluster and shared by the operator and its tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from kopflow.api.workflow import API_VERSION
+from kopflow.engine.decisions import Launch
+from kopflow.engine.observations import MISSING, Observation
+from kopflow.engine.times import parse_time
+
+TERMINATION_LOG = "/dev/termination-log"
+"""Outputs go to the termination message: the operator reads them from Pod status, never logs."""
+CONTAINER = "main"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "kopflow"}
+SCRIPT_RUNNER = 'printf "%s" "$KOPFLOW_SCRIPT" | exec "$@"'
+"""Feeds a script's source to its interpreter on stdin. Fixed text: the source and every
+argument travel as data ($KOPFLOW_SCRIPT and "$@"), never as shell code."""
+
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY = {"seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _env(launch: Launch) -> list[dict[str, Any]]:
+    env = [v.dump() for v in launch.env]
+    env.append({"name": "KOPFLOW_OUTPUTS", "value": TERMINATION_LOG})
+    if launch.script is not None:
+        env.append({"name": "KOPFLOW_SCRIPT", "value": launch.script.source})
+    return env
+
+
+def _entrypoint(launch: Launch) -> dict[str, Any]:
+    if launch.script is not None:
+        argv = ["sh", "-c", SCRIPT_RUNNER, "kopflow-script", *launch.script.command, *launch.args]
+        return {"command": argv}
+    out: dict[str, Any] = {}
+    if launch.command:
+        out["command"] = list(launch.command)
+    if launch.args:
+        out["args"] = list(launch.args)
+    return out
+
+
+def build_job(launch: Launch, run: Mapping[str, Any]) -> dict[str, Any]:
+    """The Job of one attempt, owned by its WorkflowRun (run is the run's body or metadata
+    holder with name, namespace and uid)."""
+    meta = run["metadata"]
+    pod = launch.pod
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": launch.image,
+        **_entrypoint(launch),
+        "env": _env(launch),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "securityContext": CONTAINER_SECURITY,
+    }
+    if pod.env_from:
+        container["envFrom"] = [e.dump() for e in pod.env_from]
+    if pod.resources:
+        container["resources"] = pod.resources
+    if pod.volume_mounts:
+        container["volumeMounts"] = pod.volume_mounts
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": POD_SECURITY,
+        "containers": [container],
+    }
+    if launch.service_account_name:
+        pod_spec["serviceAccountName"] = launch.service_account_name
+    else:
+        pod_spec["automountServiceAccountToken"] = False
+    for key, value in (
+        ("nodeSelector", pod.node_selector),
+        ("tolerations", pod.tolerations),
+        ("volumes", pod.volumes),
+    ):
+        if value:
+            pod_spec[key] = value
+    labels = {**MANAGED_BY, **launch.labels}
+    spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if launch.timeout_seconds:
+        spec["activeDeadlineSeconds"] = launch.timeout_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": launch.job_name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "WorkflowRun",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def _time(value: Any) -> datetime | None:
+    return parse_time(value) if isinstance(value, str) and value else None
+
+
+def _true_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    conditions = (job.get("status") or {}).get("conditions") or ()
+    return {c.get("type", ""): c for c in conditions if c.get("status") == "True"}
+
+
+def terminated(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if not pod:
+        return None
+    for status in (pod.get("status") or {}).get("containerStatuses") or ():
+        if status.get("name") == CONTAINER:
+            terminated = (status.get("state") or {}).get("terminated")
+            return terminated if terminated else None
+    return None
+
+
+FINISHED_CONDITIONS = ("Complete", "SuccessCriteriaMet", "Failed", "FailureTarget")
+
+
+def finished(job: Mapping[str, Any]) -> bool:
+    """The Job controller has declared the Job done, one way or the other."""
+    return any(c in _true_conditions(job) for c in FINISHED_CONDITIONS)
+
+
+def observe(job: Mapping[str, Any] | None, pod: Mapping[str, Any] | None) -> Observation:
+    """What one attempt's Job and its Pod say; a terminated container decides first, because
+    it is known before the Job controller writes its condition."""
+    if job is None:
+        return MISSING
+    job_status = job.get("status") or {}
+    started = _time(job_status.get("startTime"))
+    pod_status = (pod or {}).get("status") or {}
+    if pod_status.get("reason") in ("Evicted", "Preempting", "NodeLost", "Terminated"):
+        return Observation(
+            "lost", None, pod_status.get("reason"), pod_status.get("message"), None, started
+        )
+    term = terminated(pod)
+    if term is not None:
+        code = term.get("exitCode")
+        started = _time(term.get("startedAt")) or started
+        finished = _time(term.get("finishedAt"))
+        message = term.get("message")
+        if code == 0:
+            return Observation("succeeded", 0, "Completed", None, message, started, finished)
+        return Observation(
+            "failed", code, term.get("reason") or "Error", None, message, started, finished
+        )
+    conditions = _true_conditions(job)
+    finished = _time(job_status.get("completionTime"))
+    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+        return Observation("succeeded", 0, "Completed", None, None, started, finished)
+    failed = conditions.get("Failed") or conditions.get("FailureTarget")
+    if failed is not None:
+        reason = failed.get("reason") or "Error"
+        when = _time(failed.get("lastTransitionTime"))
+        if pod is None and reason == "BackoffLimitExceeded":
+            # the pod vanished without exiting (node lost, deleted): nothing the task did
+            message = "the attempt's pod vanished before it finished"
+            return Observation("lost", None, "Lost", message, None, started, when)
+        return Observation("failed", None, reason, failed.get("message"), None, started, when)
+    return Observation("running", started_at=started)

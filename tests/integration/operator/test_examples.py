@@ -1,0 +1,94 @@
+"""Every example runs to its expected end under the operator, with the status users read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.operator.conftest import Kube, Operator
+
+
+def _tasks(run: dict[str, Any]) -> dict[str, Any]:
+    return run["status"]["tasks"]  # type: ignore[no-any-return]
+
+
+def test_hello_runs_and_reports_status_conditions_and_events(
+    operator: Operator, kube: Kube
+) -> None:
+    (created,) = kube.create_file("hello.yaml")
+    name = created["metadata"]["name"]
+    run = kube.wait_run(name)
+    status = run["status"]
+    assert status["phase"] == "Succeeded" and status["progress"] == "1/1"
+    assert status["parameters"] == {"who": "world"}
+    assert status["workflow"]["tasks"][0]["name"] == "greet"
+    (cond,) = status["conditions"]
+    assert cond["type"] == "Succeeded" and cond["status"] == "True"
+    assert cond["observedGeneration"] == run["metadata"]["generation"]
+    assert status["duration"].endswith("s")
+    kube.wait_event(name, "RunSucceeded")
+    reasons = [reason for _, reason, _ in kube.events(name)]
+    assert "TaskSucceeded" in reasons and "RunSucceeded" in reasons
+
+
+def test_etl_diamond_passes_outputs_and_skips_by_when(operator: Operator, kube: Kube) -> None:
+    kube.create_file("etl.yaml")
+    (created,) = kube.create_file("etl-run.yaml")
+    run = kube.wait_run(created["metadata"]["name"])
+    assert run["status"]["phase"] == "Succeeded"
+    tasks = _tasks(run)
+    rows = int(tasks["extract"]["outputs"]["rows"])
+    assert tasks["clean"]["outputs"] == {"rows": str(rows * 9 // 10)}
+    assert tasks["enrich"]["outputs"] == {"columns": "12"}
+    assert tasks["vacuum"]["phase"] == "Skipped" and tasks["vacuum"]["reason"] == "WhenFalse"
+    assert run["status"]["parameters"] == {"date": "2026-02-14", "mode": "incremental"}
+
+
+def test_flaky_succeeds_on_the_third_attempt(operator: Operator, kube: Kube) -> None:
+    kube.create_file("flaky.yaml")
+    run = kube.create(
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "WorkflowRun",
+            "metadata": {"name": "flaky-1"},
+            "spec": {"workflowRef": {"name": "flaky"}},
+        }
+    )
+    done = kube.wait_run(run["metadata"]["name"])
+    task = _tasks(done)["unreliable"]
+    assert done["status"]["phase"] == "Succeeded"
+    assert task["attempts"] == 3
+    assert [a["exitCode"] for a in task["history"]] == [3, 3, 0]
+    names = sorted(j["metadata"]["name"] for j in kube.jobs())
+    assert names == [
+        "flaky-1-after-1",
+        "flaky-1-unreliable-1",
+        "flaky-1-unreliable-2",
+        "flaky-1-unreliable-3",
+    ]
+
+
+def test_the_job_is_what_the_cluster_needs(operator: Operator, kube: Kube) -> None:
+    (created,) = kube.create_file("hello.yaml")
+    name = created["metadata"]["name"]
+    kube.wait_run(name)
+    (job,) = kube.jobs()
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["name"] == f"{name}-greet-1"
+    assert meta["labels"]["kopflow.dev/run"] == name
+    assert meta["labels"]["kopflow.dev/task"] == "greet"
+    assert meta["labels"]["kopflow.dev/attempt"] == "1"
+    (owner,) = meta["ownerReferences"]
+    assert owner["kind"] == "WorkflowRun" and owner["uid"] == created["metadata"]["uid"]
+    assert owner["controller"] is True
+    assert spec["backoffLimit"] == 0
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["image"] == "python:3.12-slim"
+    assert container["args"] == ["world"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KOPFLOW_PARAM_WHO"] == "world" and env["KOPFLOW_RUN"] == name

@@ -1,0 +1,206 @@
+"""Request accounting, fault injection and RBAC for the emulator's HTTP layer.
+
+The request log keeps counters (by verb and resource) and a short ring of recent requests, so
+benchmarks and tests can ask "how many PATCHes did the operator send" in O(1) however long the
+run. Faults are seeded, so a flaky-network test fails the same way every time it fails.
+RBAC answers 403 as a cluster does to a service account whose Roles lack a rule.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One served request, as kept in the bounded ring of recent requests."""
+
+    verb: str
+    resource: str  # "pods", "jobs.batch", "pods/status", or the path for non-resource URLs
+    namespace: str
+    name: str
+    code: int
+    user_agent: str
+
+
+class RequestLog:
+    """Counters by (verb, resource) plus the last `keep` requests; never scanned in full."""
+
+    def __init__(self, keep: int = 500) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.codes: Counter[int] = Counter()
+        self.recent: deque[RequestRecord] = deque(maxlen=keep)
+        self.total = 0
+        self._lock = threading.Lock()
+
+    def record(self, rec: RequestRecord) -> None:
+        with self._lock:
+            self.total += 1
+            self.counts[(rec.verb, rec.resource)] += 1
+            self.codes[rec.code] += 1
+            self.recent.append(rec)
+
+    def count(self, verb: str | None = None, resource: str | None = None) -> int:
+        """Requests so far with this verb and/or resource (None matches any)."""
+        with self._lock:
+            if verb is not None and resource is not None:
+                return self.counts[(verb, resource)]
+            return sum(
+                n
+                for (v, r), n in self.counts.items()
+                if (verb is None or v == verb) and (resource is None or r == resource)
+            )
+
+    def by_verb(self) -> dict[str, int]:
+        with self._lock:
+            out: Counter[str] = Counter()
+            for (verb, _), n in self.counts.items():
+                out[verb] += n
+            return dict(out)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.codes.clear()
+            self.recent.clear()
+            self.total = 0
+
+
+@dataclass
+class FaultPlan:
+    """Fractions of matching requests that fail, and which requests match."""
+
+    conflict: float = 0.0  # 409 Conflict
+    error: float = 0.0  # 500 InternalError
+    throttle: float = 0.0  # 429 TooManyRequests with Retry-After
+    slow: float = 0.0  # answered after `delay` seconds
+    drop_watch: float = 0.0  # a watch stream cut after `drop_after` seconds
+    delay: float = 0.2
+    drop_after: float = 0.3
+    verbs: frozenset[str] | None = None  # None: every verb
+    resources: frozenset[str] | None = None  # None: every resource
+    user_agent: str | None = None  # only requests whose User-Agent contains this
+
+
+@dataclass
+class FaultInjector:
+    """Seeded chooser of injected faults; `injected` counts what was done, by kind."""
+
+    seed: int = 0
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    injected: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def configure(self, seed: int | None = None, **plan: Any) -> None:
+        """Replace the plan, e.g. configure(seed=1, conflict=0.2, verbs={"patch"})."""
+        for key in ("verbs", "resources"):
+            if plan.get(key) is not None:
+                plan[key] = frozenset(plan[key])
+        self.plan = FaultPlan(**plan)
+        if seed is not None:
+            self.rng = random.Random(seed)
+
+    def clear(self) -> None:
+        self.plan = FaultPlan()
+
+    def _applies(self, verb: str, resource: str, user_agent: str) -> bool:
+        p = self.plan
+        return (
+            (p.verbs is None or verb in p.verbs)
+            and (p.resources is None or resource in p.resources)
+            and (p.user_agent is None or p.user_agent in user_agent)
+        )
+
+    def choose(self, verb: str, resource: str, user_agent: str) -> str | None:
+        """The fault for this request: conflict, error, throttle, slow, drop_watch or None."""
+        if not self._applies(verb, resource, user_agent):
+            return None
+        p = self.plan
+        roll = self.rng.random()
+        kinds = [("drop_watch", p.drop_watch if verb == "watch" else 0.0)] + [
+            (k, getattr(p, k)) for k in ("conflict", "error", "throttle", "slow")
+        ]
+        if verb == "watch":
+            kinds = kinds[:1] + [("slow", p.slow)]
+        for kind, fraction in kinds:
+            if roll < fraction:
+                self.injected[kind] += 1
+                return kind
+            roll -= fraction
+        return None
+
+
+# -- RBAC ----------------------------------------------------------------------------------------
+
+
+def _rule_allows(rule: Obj, verb: str, group: str, resource: str, name: str) -> bool:
+    def has(key: str, value: str) -> bool:
+        values = rule.get(key) or []
+        return "*" in values or value in values
+
+    if not (has("verbs", verb) and has("apiGroups", group)):
+        return False
+    base, _, sub = resource.partition("/")
+    resources = rule.get("resources") or []
+    if not ("*" in resources or resource in resources or (sub and f"*/{sub}" in resources)):
+        return False
+    names = rule.get("resourceNames") or []
+    return not names or name in names
+
+
+@dataclass
+class Subject:
+    """A user's effective rules: cluster-wide ones and per-namespace ones."""
+
+    name: str
+    cluster_rules: list[Obj] = field(default_factory=list)
+    namespace_rules: dict[str, list[Obj]] = field(default_factory=dict)
+
+    def allows(self, verb: str, group: str, resource: str, namespace: str, name: str) -> bool:
+        rules = list(self.cluster_rules)
+        if namespace:
+            rules += self.namespace_rules.get(namespace, [])
+        return any(_rule_allows(r, verb, group, resource, name) for r in rules)
+
+    @classmethod
+    def from_manifests(cls, manifests: list[Obj], namespace: str, service_account: str) -> Subject:
+        """The rules Roles/ClusterRoles grant a ServiceAccount through (Cluster)RoleBindings."""
+        roles: dict[tuple[str, str], list[Obj]] = {}
+        for doc in manifests:
+            kind, m = doc.get("kind"), doc.get("metadata") or {}
+            if kind == "ClusterRole":
+                roles[("", m["name"])] = list(doc.get("rules") or [])
+            elif kind == "Role":
+                roles[(m.get("namespace", namespace), m["name"])] = list(doc.get("rules") or [])
+        subject = cls(f"system:serviceaccount:{namespace}:{service_account}")
+        for doc in manifests:
+            kind, m = doc.get("kind"), doc.get("metadata") or {}
+            if kind not in ("RoleBinding", "ClusterRoleBinding"):
+                continue
+            if not any(
+                s.get("kind") == "ServiceAccount"
+                and s.get("name") == service_account
+                and s.get("namespace", m.get("namespace")) == namespace
+                for s in doc.get("subjects") or []
+            ):
+                continue
+            ref = doc.get("roleRef") or {}
+            binding_ns = m.get("namespace", namespace)
+            rules = (
+                roles.get(("", ref.get("name", "")))
+                if ref.get("kind") == "ClusterRole"
+                else roles.get((binding_ns, ref.get("name", "")))
+            )
+            if kind == "ClusterRoleBinding":
+                subject.cluster_rules += rules or []
+            else:
+                subject.namespace_rules.setdefault(binding_ns, []).extend(rules or [])
+        return subject

@@ -1,0 +1,143 @@
+"""Test data shared by the emulator's tests and fixtures: a small CRD exercising the schema
+features kopflow's generated CRDs rely on (defaults, enums, int-or-string, nullable, maps,
+preserve-unknown-fields, a CEL rule, the status subresource, printer columns).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+WIDGET_GROUP = "test.kopflow.dev"
+WIDGET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["image"],
+            "x-kubernetes-validations": [
+                {"rule": "self.minReplicas <= self.maxReplicas", "message": "min exceeds max"}
+            ],
+            "properties": {
+                "image": {"type": "string", "minLength": 1},
+                "minReplicas": {"type": "integer", "minimum": 1, "default": 1},
+                "maxReplicas": {"type": "integer", "minimum": 1, "default": 10},
+                "mode": {"type": "string", "enum": ["fast", "safe"]},
+                "port": {"x-kubernetes-int-or-string": True},
+                "note": {"type": "string", "nullable": True},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            },
+        },
+        "status": {
+            "type": "object",
+            "properties": {
+                "phase": {"type": "string"},
+                "observedGeneration": {"type": "integer"},
+                "handled": {"type": "array", "items": {"type": "string"}},
+            },
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
+    },
+}
+WIDGET_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"widgets.{WIDGET_GROUP}"},
+    "spec": {
+        "group": WIDGET_GROUP,
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wdg"]},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": WIDGET_SCHEMA},
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
+                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                ],
+            }
+        ],
+    },
+}
+
+
+def widget(name: str, **spec: Any) -> dict[str, Any]:
+    """A Widget manifest (image defaults to busybox)."""
+    spec.setdefault("image", "busybox")
+    return {"apiVersion": f"{WIDGET_GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
+
+
+def widget(name: str, **spec: Any) -> dict[str, Any]:
+    """A Widget manifest (image defaults to busybox)."""
+    spec.setdefault("image", "busybox")
+    return {"apiVersion": f"{WIDGET_GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
+
+
+class Raw:
+    """Plain HTTP to the emulator, for what the typed client hides (status codes, headers, text)."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        import urllib3
+
+        self.url = url
+        self.http = urllib3.PoolManager()
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+        accept: str = "application/json",
+        timeout: float = 10.0,
+    ) -> tuple[int, Any, Any]:
+        """(status, decoded body: JSON or text, headers)."""
+        import json
+        from urllib.parse import urlencode
+
+        url = self.url + path + ("?" + urlencode(query) if query else "")
+        headers = {**self.headers, "Accept": accept}
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        r = self.http.request(method, url, body=data, headers=headers, timeout=timeout, retries=False)
+        try:
+            decoded: Any = json.loads(r.data) if r.data else None
+        except ValueError:
+            decoded = r.data.decode()
+        return r.status, decoded, r.headers
+
+    def watch(self, path: str, query: dict[str, str], *, count: int, timeout: float = 10.0) -> list[Any]:
+        """The first `count` events of a watch (fewer if the server ends it first).
+
+        The read timeout bounds the wait: a stream that stays silent longer raises.
+        """
+        import json
+        from urllib.parse import urlencode
+
+        url = self.url + path + "?" + urlencode({**query, "watch": "true"})
+        r = self.http.request("GET", url, headers=self.headers, preload_content=False, timeout=timeout,
+                              retries=False)
+        events: list[Any] = []
+        buf = b""
+        try:
+            if r.status != 200:
+                return [json.loads(r.data)]
+            for chunk in r.stream(1024):
+                buf += chunk
+                while b"\n" in buf and len(events) < count:
+                    line, buf = buf.split(b"\n", 1)
+                    events.append(json.loads(line))
+                if len(events) >= count:
+                    break
+        finally:
+            r.release_conn()
+        return events

@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="namespace of the leader Lease (default: $POD_NAMESPACE or default)",
     )
+    p.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=15,
+        help="leader Lease duration; a dead leader is replaced after this (default 15)",
+    )
     p.set_defaults(func=_cmd_operator)
 
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")

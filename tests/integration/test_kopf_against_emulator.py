@@ -40,7 +40,6 @@ class TinyOperator:
         def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             settings.peering.standalone = True
             settings.posting.level = 0
-            settings.batching.batch_window = 0.01
             settings.watching.reconnect_backoff = 0.1
 
         @kopf.on.create(WIDGET_GROUP, "v1", "widgets", id="created", registry=reg)
@@ -81,8 +80,8 @@ class TinyOperator:
 @pytest.fixture
 def operator(apiserver: ApiServer, kubeconfig: Path, namespace: str) -> Iterator[TinyOperator]:
     op = TinyOperator(namespace)
-    op.start()
     try:
+        op.start()
         yield op
     finally:
         op.stop()

@@ -380,16 +380,15 @@ class ApiServer:
                 ApiError(500, "InternalError", f"Internal error occurred: {exc!r}", details={})
             )
         finally:
-            self.requests.record(
-                RequestRecord(
-                    rec["verb"],
-                    rec["resource"],
-                    rec["namespace"],
-                    rec["name"],
-                    status,
-                    request.headers.get("User-Agent", ""),
-                )
-            )
+            if not rec.get("recorded"):
+                self._record(request, rec, status)
+
+    def _record(self, request: web.Request, rec: dict[str, str], status: int) -> None:
+        rec["recorded"] = "yes"
+        agent = request.headers.get("User-Agent", "")
+        self.requests.record(
+            RequestRecord(rec["verb"], rec["resource"], rec["namespace"], rec["name"], status, agent)
+        )
 
     @staticmethod
     def _error(exc: ApiError) -> web.Response:
@@ -536,6 +535,7 @@ class ApiServer:
                 headers={"Retry-After": "1"},
             )
         if verb == "watch":
+            self._record(request, rec, 200)  # counted when it starts: streams last long
             return await self._watch(request, target, drop=fault == "drop_watch")
         if verb == "list":
             return self._list(request, target)

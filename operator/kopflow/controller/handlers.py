@@ -6,24 +6,28 @@ runs), so deleting a run never waits for the operator.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from datetime import UTC, datetime
+import os
 from typing import Any
 
 import kopf
 
 from kopflow.api.workflow import GROUP, VERSION
 from kopflow.controller.kube import Kube, load_client
+from kopflow.controller.leader import LeaderElector
 from kopflow.controller.supervisor import Supervisor
-from kopflow.controller.workflows import validity
 
 RUN_LABEL = "kopflow.dev/run"
-OPTIONS: dict[str, Any] = {"leader_elect": False, "lease_namespace": None}
+OPTIONS: dict[str, Any] = {"leader_elect": False, "lease_namespace": None, "lease_seconds": 15}
 
 
-def configure(leader_elect: bool, lease_namespace: str | None) -> None:
+def configure(leader_elect: bool, lease_namespace: str | None, lease_seconds: int) -> None:
     """Options from the command line, read at startup."""
-    OPTIONS.update(leader_elect=leader_elect, lease_namespace=lease_namespace)
+    OPTIONS.update(
+        leader_elect=leader_elect, lease_namespace=lease_namespace, lease_seconds=lease_seconds
+    )
 
 
 @kopf.on.startup()
@@ -37,11 +41,27 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
-    memo.supervisor = Supervisor(Kube(load_client()))
+    kube = Kube(load_client())
+    memo.supervisor = Supervisor(kube, active=not OPTIONS["leader_elect"])
+    if OPTIONS["leader_elect"]:
+        namespace = OPTIONS["lease_namespace"] or os.environ.get("POD_NAMESPACE") or "default"
+        elector = LeaderElector(
+            kube,
+            namespace,
+            memo.supervisor.activate,
+            memo.supervisor.deactivate,
+            lease_seconds=OPTIONS["lease_seconds"],
+        )
+        memo.elector = asyncio.create_task(elector.run(), name="leader election")
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    elector = getattr(memo, "elector", None)
+    if elector is not None:
+        elector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await elector
     await memo.supervisor.stop()
 
 
@@ -60,13 +80,6 @@ async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.supervisor.on_pod(event.get("type"), dict(event["object"]))
 
 
-@kopf.on.resume(GROUP, VERSION, "workflows")
-@kopf.on.create(GROUP, VERSION, "workflows")
-@kopf.on.update(GROUP, VERSION, "workflows", field="spec")
-async def workflow_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Validate a Workflow: condition Valid, and a Warning Event when it is not."""
-    status, problem = validity(dict(body), datetime.now(UTC))
-    patch.status.update(status)
-    if problem:
-        kube: Kube = memo.supervisor.kube
-        await kube.post_event(dict(body), "Warning", "InvalidWorkflow", problem, datetime.now(UTC))
+@kopf.on.event(GROUP, VERSION, "workflows")
+async def workflow_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    memo.supervisor.on_workflow(event.get("type"), dict(event["object"]))

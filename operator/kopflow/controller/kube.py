@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from datetime import datetime
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from kopflow import __version__
 from kopflow.api.workflow import GROUP, VERSION
 from kopflow.engine.observations import CacheEntry
 from kopflow.engine.times import format_time, parse_time
@@ -30,7 +32,19 @@ def load_client() -> kubernetes.client.ApiClient:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-    return kubernetes.client.ApiClient()
+    client = kubernetes.client.ApiClient()
+    client.user_agent = f"kopflow/{__version__} (pid {os.getpid()})"
+    return client
+
+
+def already_exists(err: ApiException) -> bool:
+    """A 409 AlreadyExists (not a 409 Conflict, which means: try again)."""
+    if err.status != 409:
+        return False
+    try:
+        return bool(json.loads(err.body or "{}").get("reason") == "AlreadyExists")
+    except ValueError:
+        return False
 
 
 class Kube:
@@ -41,6 +55,7 @@ class Kube:
         self.batch = kubernetes.client.BatchV1Api(client)
         self.core = kubernetes.client.CoreV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.coordination = kubernetes.client.CoordinationV1Api(client)
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -50,7 +65,7 @@ class Kube:
         try:
             await self._call(self.batch.create_namespaced_job, namespace, body)
         except ApiException as err:
-            if err.status == 409:
+            if already_exists(err):
                 return False
             raise
         return True
@@ -77,6 +92,36 @@ class Kube:
         )
         return [self.client.sanitize_for_serialization(p) for p in pods.items]  # type: ignore[no-untyped-call]
 
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            lease = await self._call(self.coordination.read_namespaced_lease, name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        body: dict[str, Any] = self.client.sanitize_for_serialization(lease)  # type: ignore[no-untyped-call]
+        return body
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> bool:
+        """False when another replica created it first."""
+        try:
+            await self._call(self.coordination.create_namespaced_lease, namespace, body)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
+        """PUT with the read resourceVersion: False when another replica wrote in between."""
+        try:
+            await self._call(self.coordination.replace_namespaced_lease, name, namespace, body)
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
     async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             body: dict[str, Any] = await self._call(
@@ -101,6 +146,19 @@ class Kube:
             VERSION,
             namespace,
             "workflowruns",
+            name,
+            {"status": status},
+        )
+
+    async def patch_workflow_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            "workflows",
             name,
             {"status": status},
         )
@@ -178,7 +236,7 @@ class Kube:
         try:
             await self._call(self.core.create_namespaced_config_map, namespace, body)
         except ApiException as err:
-            if err.status != 409:
+            if not already_exists(err):
                 raise
             await self._call(
                 self.core.patch_namespaced_config_map, CACHE_PREFIX + key, namespace, body

@@ -21,7 +21,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every handled event at INFO; runs produce thousands of them
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    handlers.configure(leader_elect=args.leader_elect, lease_namespace=args.lease_namespace)
+    handlers.configure(
+        leader_elect=args.leader_elect,
+        lease_namespace=args.lease_namespace,
+        lease_seconds=args.lease_seconds,
+    )
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     asyncio.run(
         kopf.operator(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from kopflow.controller.index import AttemptIndex, RunKey
 from kopflow.controller.kube import Kube
 from kopflow.controller.runs import RunWorker
+from kopflow.controller.workflows import validity
 
 logger = logging.getLogger("kopflow.supervisor")
 
@@ -17,22 +19,46 @@ logger = logging.getLogger("kopflow.supervisor")
 class Supervisor:
     """Owns the workers; every method is called from kopf's event loop."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, active: bool = True) -> None:
         self.kube = kube
         self.index = AttemptIndex()
         self.workers: dict[RunKey, RunWorker] = {}
         self.tasks: dict[RunKey, asyncio.Task[None]] = {}
+        self.bodies: dict[RunKey, dict[str, Any]] = {}
+        self.workflows: dict[RunKey, dict[str, Any]] = {}
+        self.checks: set[asyncio.Task[None]] = set()
+        self.active = active
+        """False while another replica leads: watch, index, but act on nothing."""
+
+    async def activate(self) -> None:
+        """Became the leader: start a worker for every known run, check every Workflow."""
+        self.active = True
+        for body in list(self.bodies.values()):
+            self.on_run("MODIFIED", body)
+        for body in list(self.workflows.values()):
+            self.on_workflow("MODIFIED", body)
+
+    async def deactivate(self) -> None:
+        """Lost the lead: stop every worker now (the next leader continues from status)."""
+        self.active = False
+        self.workers.clear()
+        await self.stop()
+        self.tasks.clear()
 
     def on_run(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A WorkflowRun was listed, added, modified or deleted."""
         meta = body.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
+            self.bodies.pop(key, None)
             task = self.tasks.pop(key, None)
             self.workers.pop(key, None)
             if task is not None:
                 task.cancel()
             self.index.forget_run(*key)
+            return
+        self.bodies[key] = body
+        if not self.active:
             return
         worker = self.workers.get(key)
         if worker is None or worker.body.get("metadata", {}).get("uid") != meta.get("uid"):
@@ -52,6 +78,30 @@ class Supervisor:
             if self.workers.get(key) is worker:
                 # finished: keep the worker (so a later event does not restart it) but no task
                 self.tasks.pop(key, None)
+
+    def on_workflow(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Validate a Workflow whose status does not describe its current generation."""
+        meta = body.get("metadata", {})
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self.workflows.pop(key, None)
+            return
+        self.workflows[key] = body
+        observed = (body.get("status") or {}).get("observedGeneration")
+        if self.active and observed != meta.get("generation"):
+            task = asyncio.create_task(self._validate(key, body))
+            self.checks.add(task)
+            task.add_done_callback(self.checks.discard)
+
+    async def _validate(self, key: RunKey, body: dict[str, Any]) -> None:
+        now = datetime.now(UTC)
+        status, problem = validity(body, now)
+        try:
+            await self.kube.patch_workflow_status(key[0], key[1], status)
+            if problem:
+                await self.kube.post_event(body, "Warning", "InvalidWorkflow", problem, now)
+        except Exception:
+            logger.exception("workflow %s/%s: could not record validation", *key)
 
     def on_job(self, event_type: str | None, body: dict[str, Any]) -> None:
         self._wake(self.index.on_job(event_type, body))

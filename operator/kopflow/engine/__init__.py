@@ -1,7 +1,25 @@
 """The engine: pure decision logic of a run, shared by the local runner and the operator.
 
 No I/O, no clock, no kopf, no Kubernetes client: executors hand it `now`, observations of
-attempts and cache answers, and carry out the Decision it returns.
+attempts and cache answers, and carry out the Decision it returns. Both executors run::
+
+    state = RunState(name, namespace, spec, params)    # status None: a new run
+    answers: dict[str, CacheEntry | None] = {}
+    while True:
+        seen = {job: observe(job) for job in jobs_to_observe(state.status)}
+        decision = reconcile(state, seen, answers, datetime.now(UTC))
+        for action in decision.actions:                 # carry out first...
+            match action:
+                case Launch(): create_job(action)       # 409: it exists, fine
+                case Stop(): delete_job(action.job_name)
+                case StoreCache(): store.put(action.key, action.outputs, action.expires_at)
+                case LookupCache(): answers |= {k: store.get(k) for k in action.keys}
+        if decision.changed:
+            persist(decision.status)                    # ...then persist, never before
+        state = replace(state, status=decision.status)
+        if decision.finished:
+            break
+        wait_for_change(until=decision.requeue_at)      # requeue_at == now: go again at once
 """
 
 from kopflow.engine.cache import cache_key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from kopflow.api.run import FINISHED_RUN_PHASES
 from kopflow.api.workflow import Condition
 
 
@@ -30,3 +31,25 @@ def set_condition(
     if old is None:
         return [*(conditions or ()), new]
     return [new if c is old else c for c in conditions or ()]
+
+
+def run_conditions(
+    conditions: list[Condition] | None,
+    phase: str | None,
+    reason: str | None,
+    message: str | None,
+    suspended: bool,
+    now: str,
+    generation: int | None,
+) -> list[Condition] | None:
+    """The run's `Succeeded` condition: Unknown (Running or Suspended) until the run ends,
+    then True, or False with the run's reason (TaskFailed, DeadlineExceeded, Cancelled...)."""
+    if phase is None:
+        return conditions
+    state: Literal["True", "False", "Unknown"] = "Unknown"
+    why = "Suspended" if suspended else "Running"
+    if phase == "Succeeded":
+        state, why = "True", "Succeeded"
+    elif phase in FINISHED_RUN_PHASES:
+        state, why = "False", reason or phase
+    return set_condition(conditions, "Succeeded", state, why, message, now, generation)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kopflow.api.workflow import Task, WorkflowSpec
@@ -41,3 +43,22 @@ class Plan:
         if problem is not None:
             problem = f"invalid workflow: {problem}; run `kopflow validate` on it"
         return cls(tasks, deps, orders[0], orders[1], problem)
+
+
+_PLANS: dict[int, tuple[Callable[[], WorkflowSpec | None], Plan]] = {}
+
+
+def plan_for(spec: WorkflowSpec) -> Plan:
+    """Plan.of(spec), remembered while that very spec object lives.
+
+    An executor passes the same snapshot object on every call, so a 5,000-task run is not
+    re-sorted on every Job event. Keyed by identity, never by content: a spec is a snapshot
+    and must not be mutated in place (build a new one instead).
+    """
+    key = id(spec)
+    known = _PLANS.get(key)
+    if known is not None and known[0]() is spec:
+        return known[1]
+    plan = Plan.of(spec)
+    _PLANS[key] = (weakref.ref(spec, lambda _: _PLANS.pop(key, None)), plan)
+    return plan

@@ -33,10 +33,10 @@ from kopflow.api.run import (
     TaskStatus,
     WorkflowRunStatus,
 )
-from kopflow.api.workflow import Condition, FailureKind, PodSettings, Task
+from kopflow.api.workflow import FailureKind, PodSettings, Task
 from kopflow.engine import templating
 from kopflow.engine.cache import cache_key
-from kopflow.engine.conditions import set_condition
+from kopflow.engine.conditions import run_conditions
 from kopflow.engine.decisions import (
     Action,
     Decision,
@@ -50,9 +50,9 @@ from kopflow.engine.defaults import merge_defaults, retry_of, snapshot, timeout_
 from kopflow.engine.naming import job_name, labels
 from kopflow.engine.observations import MISSING, CacheEntry, Observation
 from kopflow.engine.outputs import OutputsError, parse_outputs
-from kopflow.engine.plan import Plan
+from kopflow.engine.plan import Plan, plan_for
 from kopflow.engine.render import attempt_env, render_task, run_values, unmet_condition
-from kopflow.engine.retry import failure_kind, next_attempt_at, should_retry
+from kopflow.engine.retry import classify, next_attempt_at, should_retry
 from kopflow.engine.state import RunState
 from kopflow.engine.times import format_duration, format_time, parse_time, utc
 
@@ -61,7 +61,6 @@ MISSING_GRACE = timedelta(seconds=30)
 MESSAGE_LIMIT = 1024
 """Longest message kept in status: 2,000 failing tasks must still fit in one object."""
 POD_FIELDS = ("env_from", "resources", "volumes", "volume_mounts", "node_selector", "tolerations")
-_DEFAULT_REASON: dict[FailureKind, str] = {"Failed": "Error", "Timeout": "Timeout", "Lost": "Lost"}
 
 
 def reconcile(
@@ -78,7 +77,7 @@ def reconcile(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (datetime.now(UTC))")
-    return _Step(run, Plan.of(run.spec), observations, cache, utc(now)).run()
+    return _Step(run, plan_for(run.spec), observations, cache, utc(now)).run()
 
 
 def _describe(reason: str, exit_code: int | None, message: str | None) -> str:
@@ -115,6 +114,9 @@ class _Step:
         self.events: list[Event] = []
         self.wakes: list[datetime] = []
         self.running = 0
+        self.reserved = 0
+        """Slots held by tasks waiting for a cache answer, so later tasks cannot overtake them
+        (start order must not depend on whether the executor remembered an answer)."""
         self._values: dict[str, str] | None = None
         self._merged: dict[str, Task] = {}
 
@@ -187,10 +189,7 @@ class _Step:
         if seen.state == "missing":
             grace = int(MISSING_GRACE.total_seconds())
             seen = Observation("lost", message=f"job {job} not found {grace}s after its launch")
-        kind = failure_kind(seen)
-        reason = seen.reason if kind == "Failed" and seen.reason else _DEFAULT_REASON[kind]
-        parts = [p for p in (seen.reason, seen.message) if p and p != reason]
-        detail = ": ".join(parts) or None
+        kind, reason, detail = classify(seen)
         self._attempt_failed(name, status, kind, seen.exit_code, reason, detail, finished)
 
     def _record(
@@ -342,6 +341,9 @@ class _Step:
             if status.phase == "Running":
                 self._stop(name, status, "DeadlineExceeded")
                 self._end_task(name, status, "Failed", "DeadlineExceeded", f"stopped: {message}")
+            elif status.phase == "Retrying":
+                msg = f"not retried: {message}"
+                self._end_task(name, status, "Failed", "DeadlineExceeded", msg)
             elif status.phase not in FINISHED_TASK_PHASES:
                 msg = f"not started: {message}"
                 self._end_task(name, status, "Skipped", "DeadlineExceeded", msg)
@@ -374,13 +376,13 @@ class _Step:
                 status = self.tasks[name] = TaskStatus()
                 self.changed = True
             if status.phase == "Pending":
-                blocker = self._blocker(name)
-                if blocker is not None:
-                    self._end_task(name, status, "Skipped", "UpstreamFailed", blocker)
+                ready = self._readiness(name)
+                if isinstance(ready, str):
+                    self._end_task(name, status, "Skipped", "UpstreamFailed", ready)
                 elif failing:
                     msg = f"not started: {self.message}"
                     self._end_task(name, status, "Skipped", "UpstreamFailed", msg)
-                elif not self.state.suspend and self._deps_met(name):
+                elif ready and not self.state.suspend:
                     self._try_start(name, status)
             elif status.phase == "Retrying":
                 if failing:
@@ -394,32 +396,23 @@ class _Step:
                 elif not self.state.suspend and self._slot_free():
                     self._launch(name, status, None)
 
-    def _blocker(self, name: str) -> str | None:
-        """Why the task can never start (a dependency failed or was not run), or None."""
+    def _readiness(self, name: str) -> bool | str:
+        """True when every dependency Succeeded or was Skipped by its own `when`; a message
+        when one never will (it failed, or was skipped or cancelled); else False."""
+        ready = True
         for dep in self.plan.deps[name]:
             status = self.tasks.get(dep)
-            if status is None:
+            phase = status.phase if status is not None else "Pending"
+            if phase == "Succeeded" or (status is not None and status.reason == "WhenFalse"):
                 continue
-            if status.phase in ("Failed", "Cancelled") or (
-                status.phase == "Skipped" and status.reason != "WhenFalse"
-            ):
-                return f'dependency "{dep}" {status.phase.lower()}'
-        return None
-
-    def _deps_met(self, name: str) -> bool:
-        """Every dependency Succeeded, or was Skipped by its own `when`."""
-        for dep in self.plan.deps[name]:
-            status = self.tasks.get(dep)
-            if status is None or not (
-                status.phase == "Succeeded"
-                or (status.phase == "Skipped" and status.reason == "WhenFalse")
-            ):
-                return False
-        return True
+            if phase in ("Failed", "Cancelled", "Skipped"):
+                return f'dependency "{dep}" {phase.lower()}'
+            ready = False
+        return ready
 
     def _slot_free(self) -> bool:
         limit = self.state.spec.parallelism
-        return limit is None or self.running < limit
+        return limit is None or self.running + self.reserved < limit
 
     def _try_start(self, name: str, status: TaskStatus) -> None:
         """First attempt of a ready task: `when`, then the cache, then a launch if a slot is
@@ -440,6 +433,7 @@ class _Step:
             key = cache_key(self.state.namespace, rendered, self._params)
             if key not in self.cache:
                 self.lookups.append(key)
+                self.reserved += self._slot_free()
                 return
             entry = self.cache[key]
             if entry is not None and (entry.expires_at is None or utc(entry.expires_at) > self.now):
@@ -563,7 +557,15 @@ class _Step:
             if self.old.workflow is not None
             else snapshot(self.state.spec),
             "observed_generation": generation,
-            "conditions": self._conditions(generation),
+            "conditions": run_conditions(
+                self.old.conditions,
+                self.phase,
+                self.reason,
+                self.message,
+                self.state.suspend,
+                self.stamp,
+                generation,
+            ),
         }
         changed = self.changed or any(getattr(self.old, k) != v for k, v in fields.items())
         status = self.old
@@ -583,20 +585,6 @@ class _Step:
         if self.lookups:
             actions.append(LookupCache(tuple(dict.fromkeys(self.lookups))))
         return Decision(status, tuple(actions), requeue, tuple(self.events), changed)
-
-    def _conditions(self, generation: int | None) -> list[Condition] | None:
-        if self.phase is None:
-            return self.old.conditions
-        if self.phase == "Succeeded":
-            state: Literal["True", "False", "Unknown"] = "True"
-            reason = "Succeeded"
-        elif self.phase in FINISHED_RUN_PHASES:
-            state, reason = "False", self.reason or self.phase
-        else:
-            state, reason = "Unknown", "Suspended" if self.state.suspend else "Running"
-        return set_condition(
-            self.old.conditions, "Succeeded", state, reason, self.message, self.stamp, generation
-        )
 
     # --- helpers -------------------------------------------------------------------------
 

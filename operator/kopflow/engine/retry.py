@@ -23,6 +23,23 @@ def failure_kind(observation: Observation) -> FailureKind:
     return "Failed"
 
 
+DEFAULT_REASONS: dict[FailureKind, str] = {"Failed": "Error", "Timeout": "Timeout", "Lost": "Lost"}
+
+
+def classify(observation: Observation) -> tuple[FailureKind, str, str | None]:
+    """Kind, status reason and detail of a failed attempt.
+
+    A Failed attempt keeps the executor's reason (Error, OOMKilled...); Timeout and Lost use
+    their kind as reason, so that a Job's DeadlineExceeded reads `Timeout` like the engine's
+    own timeout, and the executor's reason moves into the detail (`Evicted: ...`).
+    """
+    kind = failure_kind(observation)
+    reason = observation.reason if kind == "Failed" and observation.reason else None
+    reason = reason or DEFAULT_REASONS[kind]
+    parts = [p for p in (observation.reason, observation.message) if p and p != reason]
+    return kind, reason, ": ".join(parts) or None
+
+
 def should_retry(
     retry: Retry | None, kind: FailureKind, exit_code: int | None, attempts: int
 ) -> bool:

@@ -16,7 +16,8 @@ class RunState:
     name: str
     namespace: str
     spec: WorkflowSpec
-    """The workflow snapshot the run executes (taskDefaults not merged: the engine does it)."""
+    """The workflow snapshot the run executes (taskDefaults not merged: the engine does it).
+    Pass the same object on every call (its plan is remembered) and never mutate it."""
     parameters: Mapping[str, str] = field(default_factory=dict)
     """Resolved parameter values (params.resolve_parameters)."""
     status: WorkflowRunStatus | None = None

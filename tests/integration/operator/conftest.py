@@ -29,8 +29,8 @@ FINISHED = ("Succeeded", "Failed", "Cancelled", "Invalid")
 class Operator:
     """A `kopflow operator` subprocess that can be killed and started again."""
 
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
-        self.kubeconfig, self.log = kubeconfig, log
+    def __init__(self, kubeconfig: Path, log: Path, *extra: str) -> None:
+        self.kubeconfig, self.log, self.extra = kubeconfig, log, extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -38,12 +38,17 @@ class Operator:
         self.starts += 1
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kopflow", "operator", "--health-port", "0"],
+            [sys.executable, "-m", "kopflow", "operator", "--health-port", "0", *self.extra],
             env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crash or an OOM kill."""
@@ -117,6 +122,11 @@ class Kube:
 
     def jobs(self) -> list[dict[str, Any]]:
         return self.server.list("jobs.batch", self.ns)
+
+    def wait_no_jobs(self, timeout: float = 15) -> None:
+        """Until every Job of the namespace is gone (deleted by the operator or GC)."""
+        rt = self.server.storage_type("jobs.batch")
+        self.server.wait_until(lambda store: not any(store.iter_objects(rt, self.ns)), timeout)
 
     def wait_event(self, name: str, reason: str, timeout: float = 30) -> None:
         """Until an Event with this reason about the run exists (watch-driven)."""

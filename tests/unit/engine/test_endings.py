@@ -94,6 +94,16 @@ def test_the_run_deadline_stops_running_tasks_skips_the_rest_and_fails() -> None
     )
 
 
+def test_a_retry_due_after_the_deadline_does_not_happen() -> None:
+    s = spec(task("t", retry={"limit": 2, "backoff": {"seconds": 100}}), activeDeadlineSeconds=60)
+    sim = Sim(s, {"t": FAIL})
+    status = sim.run()
+    t = sim.task("t")
+    assert (t.phase, t.reason, t.attempts) == ("Failed", "DeadlineExceeded", 1)
+    assert t.message == "not retried: the run exceeded activeDeadlineSeconds=60"
+    assert (status.reason, status.finished_at) == ("DeadlineExceeded", stamp(60))
+
+
 def test_on_failure_still_runs_after_the_deadline() -> None:
     s = spec(task("long"), activeDeadlineSeconds=60, onFailure=[task("page")])
     sim = Sim(s, {"long": HANG})

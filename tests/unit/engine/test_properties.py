@@ -15,7 +15,7 @@ from tests.unit.engine.builders import Outcome, Sim, at, spec, task
 
 from kopflow.api.run import FINISHED_RUN_PHASES, FINISHED_TASK_PHASES
 from kopflow.api.workflow import WorkflowSpec
-from kopflow.engine import job_name
+from kopflow.engine import CacheEntry, job_name
 
 KINDS = ["Failed", "Timeout", "Lost"]
 
@@ -115,10 +115,15 @@ def simulations(draw: st.DrawFn) -> Sim:
     if draw(st.integers(0, 4)) == 0:
         edits.append((at(draw(st.integers(0, 200))), {"cancel": True}))
     edits.sort(key=lambda e: e[0])
+    params = {"mode": draw(st.sampled_from(["a", "b"]))}
+    store: dict[str, CacheEntry] = {}
+    if draw(st.integers(0, 2)) == 0:  # an earlier, successful run left cache entries
+        Sim(workflow, params=params, store=store, check=False).run(max_steps=500)
     return Sim(
         workflow,
         lambda name, attempt: table[(name, min(attempt, 4))],
-        params={"mode": draw(st.sampled_from(["a", "b"]))},
+        params=params,
+        store=store,
         edits=edits,
     )
 
@@ -157,7 +162,14 @@ def test_a_restarted_executor_launches_nothing_twice_and_loses_nothing(
     """At some steps the executor dies after acting but before persisting; at others it
     restarts and forgets its cache answers. The run still ends exactly as an undisturbed one,
     and a relaunch only ever hits an existing job (a 409)."""
-    reference = Sim(sim.spec, sim.outcomes, params=sim.params, edits=list(sim.edits), check=False)
+    reference = Sim(
+        sim.spec,
+        sim.outcomes,
+        params=sim.params,
+        store=dict(sim.store),
+        edits=list(sim.edits),
+        check=False,
+    )
     expected = reference.run(max_steps=500)
     for step in range(1, 500):
         if step in crashes:

@@ -1,0 +1,81 @@
+"""Two replicas with --leader-elect: only the Lease holder acts; when it dies the other one
+takes over and the run still finishes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.operator.conftest import Kube, Operator
+from tests.support.kubelet import Kubelet
+
+LEASE_SECONDS = "3"
+
+
+@pytest.fixture
+def replicas(kubeconfig: Path, kubelet: Kubelet, tmp_path: Path) -> Iterator[list[Operator]]:
+    ops = [
+        Operator(
+            kubeconfig, tmp_path / f"op{i}.log", "--leader-elect", "--lease-seconds", LEASE_SECONDS
+        )
+        for i in range(2)
+    ]
+    for op in ops:
+        op.start()
+    try:
+        yield ops
+    finally:
+        for op in ops:
+            op.stop()
+
+
+def job_creators(kube: Kube) -> list[int]:
+    """pids of the replicas that created Jobs, in request order."""
+    return [
+        int(m.group(1))
+        for r in kube.server.requests.recent
+        if r.verb == "create"
+        and r.resource == "jobs.batch"
+        and r.code == 201
+        and (m := re.search(r"\(pid (\d+)\)", r.user_agent))
+    ]
+
+
+def test_only_the_leader_acts_and_a_follower_takes_over(
+    replicas: list[Operator], kube: Kube
+) -> None:
+    chain = [
+        {
+            "name": f"s{i}",
+            "command": ["python3", "-c", "import time; time.sleep(0.7)"],
+            **({"dependsOn": [f"s{i - 1}"]} if i else {}),
+        }
+        for i in range(6)
+    ]
+    kube.create(
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "WorkflowRun",
+            "metadata": {"name": "ha"},
+            "spec": {"workflow": {"taskDefaults": {"image": "busybox"}, "tasks": chain}},
+        }
+    )
+    kube.wait_task("ha", "s1", "Running", timeout=30)
+    lease = kube.server.get("leases.coordination.k8s.io", "default", "kopflow-operator")
+    assert lease is not None
+    holder = lease["spec"]["holderIdentity"]
+    leader = next(op for op in replicas if f"_{op.pid}_" in holder)
+    follower = next(op for op in replicas if op is not leader)
+    assert set(job_creators(kube)) == {leader.pid}
+    leader.kill()
+    run = kube.wait_run("ha", timeout=60)
+    assert run["status"]["phase"] == "Succeeded"
+    creators = job_creators(kube)
+    assert len(creators) == 6
+    switch = creators.index(follower.pid)
+    assert set(creators[:switch]) == {leader.pid} and set(creators[switch:]) == {follower.pid}
+    lease = kube.server.get("leases.coordination.k8s.io", "default", "kopflow-operator")
+    assert lease is not None and f"_{follower.pid}_" in lease["spec"]["holderIdentity"]

@@ -1,0 +1,177 @@
+"""Run semantics under the operator: timeouts, cancel, suspend, parallelism, failure, input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.operator.conftest import Kube, Operator
+
+PY = "python3"
+
+
+def run_doc(name: str, spec: dict[str, Any], **run_spec: Any) -> dict[str, Any]:
+    workflow = {"taskDefaults": {"image": "python:3.12-slim"}, **spec}
+    return {
+        "apiVersion": "kopflow.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": name},
+        "spec": {"workflow": workflow, **run_spec},
+    }
+
+
+def sleeper(name: str, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "command": [PY, "-c", f"import time; time.sleep({seconds})"], **extra}
+
+
+def test_task_timeout_stops_the_job_and_fails(operator: Operator, kube: Kube) -> None:
+    kube.create(run_doc("slow", {"tasks": [sleeper("nap", 60, timeoutSeconds=1)]}))
+    run = kube.wait_run("slow", timeout=30)
+    task = run["status"]["tasks"]["nap"]
+    assert run["status"]["phase"] == "Failed"
+    assert task["reason"] == "Timeout"
+    assert "timeoutSeconds=1" in task["message"]
+    kube.wait_no_jobs()  # the Job was deleted
+
+
+def test_run_deadline_fails_with_deadline_exceeded(operator: Operator, kube: Kube) -> None:
+    spec = {
+        "activeDeadlineSeconds": 2,
+        "tasks": [sleeper("long", 60), sleeper("next", 0, dependsOn=["long"])],
+    }
+    kube.create(run_doc("late", spec))
+    run = kube.wait_run("late", timeout=30)
+    assert run["status"]["phase"] == "Failed"
+    assert run["status"]["reason"] == "DeadlineExceeded"
+    assert run["status"]["tasks"]["next"]["phase"] == "Skipped"
+    kube.wait_no_jobs()
+
+
+def test_cancel_stops_running_jobs_and_cancels_the_rest(operator: Operator, kube: Kube) -> None:
+    kube.create(run_doc("c", {"tasks": [sleeper("a", 60), sleeper("b", 0, dependsOn=["a"])]}))
+    kube.wait_task("c", "a", "Running")
+    kube.patch_run("c", {"cancel": True})
+    run = kube.wait_run("c", timeout=30)
+    assert run["status"]["phase"] == "Cancelled"
+    assert {t["phase"] for t in run["status"]["tasks"].values()} == {"Cancelled"}
+    kube.wait_no_jobs()
+
+
+def test_suspend_holds_new_tasks_until_resumed(operator: Operator, kube: Kube) -> None:
+    spec = {"tasks": [sleeper("a", 0.5), sleeper("b", 0, dependsOn=["a"])]}
+    kube.create(run_doc("s", spec, suspend=True))
+    run = kube.wait_run("s", "Running")
+    assert all(t["phase"] == "Pending" for t in run["status"]["tasks"].values())
+    assert kube.jobs() == []
+    kube.patch_run("s", {"suspend": False})
+    assert kube.wait_run("s", timeout=30)["status"]["phase"] == "Succeeded"
+
+
+def test_parallelism_bounds_concurrent_jobs(operator: Operator, kube: Kube) -> None:
+    tasks = [sleeper(f"t{i}", 0.4) for i in range(6)]
+    kube.create(run_doc("p", {"parallelism": 2, "tasks": tasks}))
+    peak = [0]
+
+    def track(store: Any) -> bool:
+        rt = kube.server.storage_type("jobs.batch")
+        active = sum(
+            1
+            for j in store.iter_objects(rt, kube.ns)
+            if not any(
+                c.get("status") == "True" and c.get("type") in ("Complete", "Failed")
+                for c in (j.get("status") or {}).get("conditions") or ()
+            )
+        )
+        peak[0] = max(peak[0], active)
+        return len(list(store.iter_objects(rt, kube.ns))) == 6 and active == 0
+
+    kube.server.wait_until(track, timeout=60)
+    assert peak[0] == 2
+    assert kube.wait_run("p")["status"]["phase"] == "Succeeded"
+
+
+def test_failure_skips_dependents_then_runs_on_failure(operator: Operator, kube: Kube) -> None:
+    spec = {
+        "tasks": [
+            {"name": "boom", "command": [PY, "-c", "import sys; sys.exit(5)"]},
+            sleeper("after", 0, dependsOn=["boom"]),
+        ],
+        "onFailure": [sleeper("notify", 0)],
+    }
+    kube.create(run_doc("f", spec))
+    run = kube.wait_run("f")
+    status = run["status"]
+    assert status["phase"] == "Failed" and "boom" in status["message"]
+    assert status["tasks"]["boom"]["exitCode"] == 5
+    assert status["tasks"]["after"]["reason"] == "UpstreamFailed"
+    assert status["tasks"]["notify"]["phase"] == "Succeeded"
+    assert status["conditions"][0]["status"] == "False"
+
+
+def test_invalid_runs_end_invalid_with_an_event_and_no_jobs(operator: Operator, kube: Kube) -> None:
+    kube.create(
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "WorkflowRun",
+            "metadata": {"name": "ghost"},
+            "spec": {"workflowRef": {"name": "nope"}},
+        }
+    )
+    cyclic = {"tasks": [sleeper("a", 0, dependsOn=["b"]), sleeper("b", 0, dependsOn=["a"])]}
+    kube.create(run_doc("cycle", cyclic))
+    kube.create(
+        run_doc(
+            "badparam",
+            {
+                "parameters": [{"name": "mode", "enum": ["a", "b"], "default": "a"}],
+                "tasks": [sleeper("x", 0)],
+            },
+            parameters={"mode": "c"},
+        )
+    )
+    ghost = kube.wait_run("ghost")["status"]
+    assert ghost["phase"] == "Invalid"
+    assert ghost["message"].startswith('spec.workflowRef.name: Workflow "nope" not found')
+    cycle = kube.wait_run("cycle")["status"]
+    assert cycle["phase"] == "Invalid"
+    assert "dependency cycle a -> b -> a" in cycle["message"]
+    assert "spec.workflow.tasks[0].dependsOn" in cycle["message"]
+    bad = kube.wait_run("badparam")["status"]
+    assert (
+        bad["phase"] == "Invalid"
+        and 'spec.parameters.mode: "c" is not an allowed' in bad["message"]
+    )
+    kube.wait_event("ghost", "RunInvalid")
+    assert kube.jobs() == []
+
+
+def test_workflow_gets_a_valid_condition(operator: Operator, kube: Kube) -> None:
+    kube.create_file("etl.yaml")
+    wf = kube.server.wait_for(
+        "workflows.kopflow.dev", kube.ns, "etl", lambda o: bool((o or {}).get("status"))
+    )
+    assert wf is not None
+    (cond,) = wf["status"]["conditions"]
+    assert cond["type"] == "Valid" and cond["status"] == "True"
+    kube.create(
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": "broken"},
+            "spec": {"tasks": [{"name": "a", "command": ["true"], "dependsOn": ["zz"]}]},
+        }
+    )
+    broken = kube.server.wait_for(
+        "workflows.kopflow.dev", kube.ns, "broken", lambda o: bool((o or {}).get("status"))
+    )
+    assert broken is not None
+    (cond,) = broken["status"]["conditions"]
+    assert cond["status"] == "False"
+    assert 'spec.tasks[0].dependsOn[0]: unknown task "zz"' in cond["message"]
+    assert "spec.tasks[0].image: no image" in cond["message"]
+
+
+def test_finished_runs_are_deleted_after_their_ttl(operator: Operator, kube: Kube) -> None:
+    kube.create(run_doc("ttl", {"ttlSecondsAfterFinished": 1, "tasks": [sleeper("a", 0)]}))
+    kube.wait_run("ttl")
+    kube.server.wait_for("workflowruns.kopflow.dev", kube.ns, "ttl", lambda o: o is None, 20)
+    kube.wait_no_jobs()

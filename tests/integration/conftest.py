@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+
 import kubernetes
 import pytest
-
 from tests.support.apiserver import ApiServer
 from tests.support.apiserver_fixtures import WIDGET_CRD, Raw
 from tests.support.kubelet import Kubelet
+
 
 @pytest.fixture
 def apiserver() -> Iterator[ApiServer]:

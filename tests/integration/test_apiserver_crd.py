@@ -10,9 +10,8 @@ import kubernetes
 import pytest
 import yaml
 from kubernetes.client.rest import ApiException
-
 from tests.support.apiserver import DEFAULT_CRD_DIR, ApiServer
-from tests.support.apiserver_fixtures import WIDGET_GROUP, Raw, widget
+from tests.support.apiserver_fixtures import WIDGET_GROUP, Raw, crd_manifest, widget
 
 ARGS = (WIDGET_GROUP, "v1")
 
@@ -26,7 +25,11 @@ def rejected(custom: Any, namespace: str, body: dict[str, Any]) -> list[tuple[st
     with pytest.raises(ApiException) as err:
         custom.create_namespaced_custom_object(*ARGS, namespace, "widgets", body)
     status = json.loads(err.value.body)
-    assert (err.value.status, status["reason"], status["details"]["kind"]) == (422, "Invalid", "Widget")
+    assert (err.value.status, status["reason"], status["details"]["kind"]) == (
+        422,
+        "Invalid",
+        "Widget",
+    )
     return sorted((c["field"], c["reason"]) for c in status["details"]["causes"])
 
 
@@ -37,14 +40,17 @@ def rejected(custom: Any, namespace: str, body: dict[str, Any]) -> list[tuple[st
         ({"minReplicas": 0}, [("spec.minReplicas", "FieldValueInvalid")]),
         ({"minReplicas": "two"}, [("spec.minReplicas", "FieldValueTypeInvalid")]),
         ({"mode": "reckless"}, [("spec.mode", "FieldValueNotSupported")]),
-        ({"tags": "notalist", "image": ""}, [("spec.image", "FieldValueInvalid"),
-                                             ("spec.tags", "FieldValueTypeInvalid")]),
+        (
+            {"tags": "notalist", "image": ""},
+            [("spec.image", "FieldValueInvalid"), ("spec.tags", "FieldValueTypeInvalid")],
+        ),
         ({"labels": {"a": 1}}, [("spec.labels.a", "FieldValueTypeInvalid")]),
         ({"minReplicas": 5, "maxReplicas": 2}, [("spec", "FieldValueInvalid")]),  # the CEL rule
     ],
 )
-def test_schema_violations_are_422_with_field_paths(custom: Any, namespace: str, spec: dict[str, Any],
-                                                    causes: list[tuple[str, str]]) -> None:
+def test_schema_violations_are_422_with_field_paths(
+    custom: Any, namespace: str, spec: dict[str, Any], causes: list[tuple[str, str]]
+) -> None:
     body = widget("bad", **spec)
     if spec.get("image", "") is None:
         del body["spec"]["image"]
@@ -54,62 +60,66 @@ def test_schema_violations_are_422_with_field_paths(custom: Any, namespace: str,
 def test_defaults_int_or_string_nullable_and_pruning(custom: Any, raw: Raw, namespace: str) -> None:
     body = widget("w", port="http", note=None, extra={"anything": {"goes": [1]}}, bogus=1)
     body["unknownTopLevel"] = True
-    status, created, headers = raw("POST", f"/apis/{WIDGET_GROUP}/v1/namespaces/{namespace}/widgets", body)
+    status, created, headers = raw(
+        "POST", f"/apis/{WIDGET_GROUP}/v1/namespaces/{namespace}/widgets", body
+    )
     assert status == 201
-    assert created["spec"] == {"image": "busybox", "minReplicas": 1, "maxReplicas": 10, "port": "http",
-                               "note": None, "extra": {"anything": {"goes": [1]}}}
+    assert created["spec"] == {
+        "image": "busybox",
+        "minReplicas": 1,
+        "maxReplicas": 10,
+        "port": "http",
+        "note": None,
+        "extra": {"anything": {"goes": [1]}},
+    }
     assert "unknownTopLevel" not in created
     assert 'unknown field \\"spec.bogus\\"' in headers["Warning"]
-    other = custom.create_namespaced_custom_object(*ARGS, namespace, "widgets", widget("w2", port=8080))
+    other = custom.create_namespaced_custom_object(
+        *ARGS, namespace, "widgets", widget("w2", port=8080)
+    )
     assert other["spec"]["port"] == 8080
 
 
 def test_defaults_apply_on_patch_as_on_a_cluster(custom: Any, namespace: str) -> None:
     custom.create_namespaced_custom_object(*ARGS, namespace, "widgets", widget("w", minReplicas=3))
-    patched = custom.patch_namespaced_custom_object(*ARGS, namespace, "widgets", "w", {"spec": {"minReplicas": None}})
+    patched = custom.patch_namespaced_custom_object(
+        *ARGS, namespace, "widgets", "w", {"spec": {"minReplicas": None}}
+    )
     assert patched["spec"]["minReplicas"] == 1
 
 
 def test_list_types_reject_duplicates(apiserver: ApiServer, raw: Raw, namespace: str) -> None:
-    crd = yaml.safe_load("""
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: lists.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: lists, kind: List}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              tasks:
-                type: array
-                x-kubernetes-list-type: map
-                x-kubernetes-list-map-keys: [name]
-                items: {type: object, properties: {name: {type: string}}}
-              tags: {type: array, x-kubernetes-list-type: set, items: {type: string}}
+    schema = yaml.safe_load("""
+type: object
+properties:
+  spec:
+    type: object
+    properties:
+      tasks:
+        type: array
+        x-kubernetes-list-type: map
+        x-kubernetes-list-map-keys: [name]
+        items: {type: object, properties: {name: {type: string}}}
+      tags: {type: array, x-kubernetes-list-type: set, items: {type: string}}
 """)
+    crd = crd_manifest("lists", "List", schema=schema)
     apiserver.install_crd(crd)
-    body = {"metadata": {"name": "l"}, "spec": {"tasks": [{"name": "a"}, {"name": "a"}], "tags": ["x", "x"]}}
+    body = {
+        "metadata": {"name": "l"},
+        "spec": {"tasks": [{"name": "a"}, {"name": "a"}], "tags": ["x", "x"]},
+    }
     status, result, _ = raw("POST", f"/apis/example.com/v1/namespaces/{namespace}/lists", body)
     assert status == 422
-    assert sorted(c["field"] for c in result["details"]["causes"]) == ["spec.tags[1]", "spec.tasks[1]"]
+    assert sorted(c["field"] for c in result["details"]["causes"]) == [
+        "spec.tags[1]",
+        "spec.tasks[1]",
+    ]
 
 
 def test_invalid_crds_are_refused(raw: Raw) -> None:
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "wrong.example.com"},
-           "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "things", "kind": "Thing"},
-                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                        "type": "object", "properties": {"spec": {"properties": {"a": {"type": "string"}}}}}}}]}}
+    untyped = {"type": "object", "properties": {"spec": {"properties": {"a": {"type": "string"}}}}}
+    crd = crd_manifest("things", "Thing", schema=untyped)
+    crd["metadata"]["name"] = "wrong.example.com"
     status, body, _ = raw("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     assert status == 422
     fields = {c["field"] for c in body["details"]["causes"]}
@@ -120,7 +130,9 @@ def test_invalid_crds_are_refused(raw: Raw) -> None:
 def test_table_output_uses_printer_columns(custom: Any, raw: Raw, namespace: str) -> None:
     custom.create_namespaced_custom_object(*ARGS, namespace, "widgets", widget("w", image="nginx"))
     accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-    status, table, _ = raw("GET", f"/apis/{WIDGET_GROUP}/v1/namespaces/{namespace}/widgets", accept=accept)
+    status, table, _ = raw(
+        "GET", f"/apis/{WIDGET_GROUP}/v1/namespaces/{namespace}/widgets", accept=accept
+    )
     assert status == 200 and table["kind"] == "Table"
     assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Image", "Phase", "Age"]
     assert table["rows"][0]["cells"][:3] == ["w", "nginx", None]
@@ -144,8 +156,10 @@ def test_kopflow_crds_are_served_as_generated(raw: Raw) -> None:
         names = spec["names"]
         assert served[names["plural"]]["kind"] == names["kind"]
         assert served[names["plural"]].get("shortNames", []) == names.get("shortNames", [])
-        assert (f"{names['plural']}/status" in served) == ("status" in next(
-            v for v in spec["versions"] if v["name"] == version).get("subresources", {}))
+        assert (f"{names['plural']}/status" in served) == (
+            "status"
+            in next(v for v in spec["versions"] if v["name"] == version).get("subresources", {})
+        )
 
 
 def example_run(crds: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
@@ -153,19 +167,35 @@ def example_run(crds: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
     run_crd = next(c for c in crds if c["spec"]["names"]["kind"] == "WorkflowRun")
     group = run_crd["spec"]["group"]
     version = next(v["name"] for v in run_crd["spec"]["versions"] if v.get("storage"))
-    task = {"name": "hello", "image": "python:3.12-slim", "command": ["python", "-c", "print('hi')"]}
-    body = {"apiVersion": f"{group}/{version}", "kind": "WorkflowRun", "metadata": {"name": "run-1"},
-            "spec": {"workflow": {"tasks": [task]}}}
+    task = {
+        "name": "hello",
+        "image": "python:3.12-slim",
+        "command": ["python", "-c", "print('hi')"],
+    }
+    body = {
+        "apiVersion": f"{group}/{version}",
+        "kind": "WorkflowRun",
+        "metadata": {"name": "run-1"},
+        "spec": {"workflow": {"tasks": [task]}},
+    }
     return group, version, body
 
 
 @pytest.mark.skipif(not KOPFLOW_CRDS, reason="crds/ has not been generated yet")
 def test_a_workflowrun_can_be_created_and_status_patched(custom: Any, namespace: str) -> None:
     group, version, body = example_run(crd_docs())
-    created = custom.create_namespaced_custom_object(group, version, namespace, "workflowruns", body)
+    created = custom.create_namespaced_custom_object(
+        group, version, namespace, "workflowruns", body
+    )
     assert created["spec"]["workflow"]["tasks"][0]["name"] == "hello"
-    patched = custom.patch_namespaced_custom_object_status(group, version, namespace, "workflowruns", "run-1",
-                                                           {"status": {"phase": "Running", "progress": "0/1"}})
+    patched = custom.patch_namespaced_custom_object_status(
+        group,
+        version,
+        namespace,
+        "workflowruns",
+        "run-1",
+        {"status": {"phase": "Running", "progress": "0/1"}},
+    )
     assert (patched["status"]["phase"], patched["status"]["progress"]) == ("Running", "0/1")
     assert patched["metadata"]["generation"] == 1
     body["metadata"]["name"] = "run-2"
@@ -173,4 +203,3 @@ def test_a_workflowrun_can_be_created_and_status_patched(custom: Any, namespace:
     with pytest.raises(ApiException) as err:  # two tasks with one name: the list-map key clashes
         custom.create_namespaced_custom_object(group, version, namespace, "workflowruns", body)
     assert err.value.status == 422
-

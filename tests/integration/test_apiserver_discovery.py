@@ -6,9 +6,8 @@ from typing import Any
 
 import kubernetes
 import pytest
-
 from tests.support.apiserver import ApiServer
-from tests.support.apiserver_fixtures import WIDGET_GROUP, Raw
+from tests.support.apiserver_fixtures import WIDGET_GROUP, Raw, crd_manifest
 
 
 def test_version(raw: Raw) -> None:
@@ -43,10 +42,21 @@ def resources(raw: Raw, path: str) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("suffix", ["", "/"])
 def test_resource_lists(raw: Raw, suffix: str) -> None:
     core = resources(raw, "/api/v1" + suffix)
-    for name in ("namespaces", "pods", "pods/status", "pods/log", "events", "configmaps", "serviceaccounts"):
+    for name in (
+        "namespaces",
+        "pods",
+        "pods/status",
+        "pods/log",
+        "events",
+        "configmaps",
+        "serviceaccounts",
+    ):
         assert name in core
     assert core["pods"]["shortNames"] == ["po"] and core["pods"]["namespaced"] is True
-    assert "deletecollection" not in core["namespaces"]["verbs"] and core["namespaces"]["namespaced"] is False
+    assert (
+        "deletecollection" not in core["namespaces"]["verbs"]
+        and core["namespaces"]["namespaced"] is False
+    )
     assert sorted(core["pods/status"]["verbs"]) == ["get", "patch", "update"]
     batch = resources(raw, "/apis/batch/v1" + suffix)
     assert batch["jobs"]["kind"] == "Job" and "jobs/status" in batch
@@ -82,19 +92,20 @@ def test_official_client_reads_discovery(api_client: kubernetes.client.ApiClient
 
 
 def test_crd_created_through_the_api_is_served(apiserver: ApiServer, raw: Raw) -> None:
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": "gadgets.example.com"},
-           "spec": {"group": "example.com", "scope": "Cluster",
-                    "names": {"plural": "gadgets", "kind": "Gadget"},
-                    "versions": [{"name": "v1", "served": True, "storage": True,
-                                  "schema": {"openAPIV3Schema": {"type": "object",
-                                                                 "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    crd = crd_manifest("gadgets", "Gadget", scope="Cluster")
     status, body, _ = raw("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     assert status == 201
     assert {c["type"]: c["status"] for c in body["status"]["conditions"]}["Established"] == "True"
     assert resources(raw, "/apis/example.com/v1")["gadgets"]["namespaced"] is False
-    assert raw("POST", "/apis/example.com/v1/gadgets", {"metadata": {"name": "g"}, "any": 1})[0] == 201
+    assert (
+        raw("POST", "/apis/example.com/v1/gadgets", {"metadata": {"name": "g"}, "any": 1})[0] == 201
+    )
 
-    assert raw("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com")[0] == 200
+    assert (
+        raw(
+            "DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com"
+        )[0]
+        == 200
+    )
     assert raw("GET", "/apis/example.com/v1")[0] == 404
     assert raw("GET", "/apis/example.com/v1/gadgets/g")[0] == 404

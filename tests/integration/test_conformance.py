@@ -36,9 +36,22 @@ def _strip(value: Any) -> Any:
 
 def _run_section(server: ApiServer, section: str, out: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--server", server.url, "--out", str(out), "--section", section,
-         "--wait", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--server",
+            server.url,
+            "--out",
+            str(out),
+            "--section",
+            section,
+            "--wait",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_transcript_matches_kube_apiserver(tmp_path: Path) -> None:
@@ -66,7 +79,9 @@ def test_transcript_matches_kube_apiserver(tmp_path: Path) -> None:
                 differing.append((f"{section}:{step['step']}", step, mine))
     print(f"conformance: {matching} of {total} steps match kube-apiserver v1.36")
     unexpected = [d for d in differing if d[0].split(":", 1)[1] not in IGNORED]
-    assert not unexpected, "\n".join(f"{name}\n  real: {json.dumps(want)}\n  emu:  {json.dumps(got)}"
-                                     for name, want, got in unexpected)
+    assert not unexpected, "\n".join(
+        f"{name}\n  real: {json.dumps(want)}\n  emu:  {json.dumps(got)}"
+        for name, want, got in unexpected
+    )
     stale = set(IGNORED) - {d[0].split(":", 1)[1] for d in differing}
     assert not stale, f"ignored steps that now match (remove them from IGNORED): {sorted(stale)}"

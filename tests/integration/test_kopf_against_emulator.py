@@ -12,7 +12,6 @@ from typing import Any
 import kopf
 import kubernetes
 import pytest
-
 from tests.support.apiserver import ApiServer
 from tests.support.apiserver_fixtures import WIDGET_GROUP, widget
 
@@ -41,6 +40,7 @@ class TinyOperator:
             settings.peering.standalone = True
             settings.posting.level = 0
             settings.watching.reconnect_backoff = 0.1
+            settings.networking.error_backoffs = [0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
 
         @kopf.on.create(WIDGET_GROUP, "v1", "widgets", id="created", registry=reg)
         def created(spec: Obj, patch: kopf.Patch, body: Obj, **_: Any) -> Obj:
@@ -62,8 +62,15 @@ class TinyOperator:
 
     def _run(self) -> None:
         try:
-            asyncio.run(kopf.operator(registry=self.registry, standalone=True, namespaces=[self.namespace],
-                                      stop_flag=self.stop_flag, ready_flag=self.ready_flag))
+            asyncio.run(
+                kopf.operator(
+                    registry=self.registry,
+                    standalone=True,
+                    namespaces=[self.namespace],
+                    stop_flag=self.stop_flag,
+                    ready_flag=self.ready_flag,
+                )
+            )
         except BaseException as exc:  # surfaced by the test, not lost in the thread
             self.error = exc
 
@@ -92,8 +99,9 @@ def phase(expected: str) -> Any:
     return lambda obj: bool(obj) and (obj.get("status") or {}).get("phase") == expected
 
 
-def test_kopf_handlers_run_against_the_emulator(apiserver: ApiServer, api_client: Any, namespace: str,
-                                                operator: TinyOperator) -> None:
+def test_kopf_handlers_run_against_the_emulator(
+    apiserver: ApiServer, api_client: Any, namespace: str, operator: TinyOperator
+) -> None:
     custom = kubernetes.client.CustomObjectsApi(api_client)
     args = (WIDGET_GROUP, "v1", namespace, "widgets")
     custom.create_namespaced_custom_object(*args, widget("w", image="nginx:1"))
@@ -106,20 +114,54 @@ def test_kopf_handlers_run_against_the_emulator(apiserver: ApiServer, api_client
 
     def created_event(store: Any) -> list[Obj]:
         events = store.iter_objects(store.storage[("", "events")], namespace)
-        return [e for e in events if e.get("reason") == "Created" and e["involvedObject"]["name"] == "w"]
+        return [
+            e for e in events if e.get("reason") == "Created" and e["involvedObject"]["name"] == "w"
+        ]
 
     event = apiserver.wait_until(created_event)[0]
     assert (event["message"], event["involvedObject"]["kind"]) == ("widget with nginx:1", "Widget")
 
-    ticking = apiserver.wait_for("widgets.test.kopflow.dev", namespace, "w",
-                                 lambda o: int(((o or {}).get("status") or {}).get("ticks") or 0) >= 2)
+    ticking = apiserver.wait_for(
+        "widgets.test.kopflow.dev",
+        namespace,
+        "w",
+        lambda o: int(((o or {}).get("status") or {}).get("ticks") or 0) >= 2,
+    )
     assert ticking is not None
 
     custom.patch_namespaced_custom_object(*args, "w", {"spec": {"image": "nginx:2"}})
-    apiserver.wait_for("widgets.test.kopflow.dev", namespace, "w", phase("Updated nginx:1->nginx:2"))
+    apiserver.wait_for(
+        "widgets.test.kopflow.dev", namespace, "w", phase("Updated nginx:1->nginx:2")
+    )
 
     custom.delete_namespaced_custom_object(*args, "w")
     apiserver.wait_for("widgets.test.kopflow.dev", namespace, "w", lambda o: o is None)
     assert operator.deleted == ["w"]
     assert apiserver.requests.count("patch", "widgets.test.kopflow.dev") >= 4
     assert apiserver.requests.count("watch", "widgets.test.kopflow.dev") >= 1
+
+
+def test_kopf_converges_through_injected_faults(
+    apiserver: ApiServer, api_client: Any, kubeconfig: Path, namespace: str
+) -> None:
+    """500s, slow answers and cut watch streams on kopf's requests only: it retries, resumes
+    its watches from the last resourceVersion, and every handler still runs once."""
+    apiserver.faults.configure(
+        seed=3, error=0.2, slow=0.1, delay=0.1, drop_watch=0.6, drop_after=0.3, user_agent="kopf/"
+    )
+    op = TinyOperator(namespace)
+    try:
+        op.start()
+        custom = kubernetes.client.CustomObjectsApi(api_client)
+        args = (WIDGET_GROUP, "v1", namespace, "widgets")
+        custom.create_namespaced_custom_object(*args, widget("w", image="a"))
+        apiserver.wait_for("widgets.test.kopflow.dev", namespace, "w", phase("Created"), 20)
+        custom.patch_namespaced_custom_object(*args, "w", {"spec": {"image": "b"}})
+        apiserver.wait_for("widgets.test.kopflow.dev", namespace, "w", phase("Updated a->b"), 20)
+        custom.delete_namespaced_custom_object(*args, "w")
+        apiserver.wait_for("widgets.test.kopflow.dev", namespace, "w", lambda o: o is None, 20)
+    finally:
+        op.stop()
+    assert op.error is None, op.error
+    assert op.deleted == ["w"]
+    assert apiserver.faults.injected["error"] > 0 and apiserver.faults.injected["drop_watch"] > 0

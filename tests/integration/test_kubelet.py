@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
-
 from tests.support.apiserver import ApiServer
 from tests.support.kubelet import JOB_TRACKING, Kubelet
 
@@ -18,14 +18,29 @@ Obj = dict[str, Any]
 PY = sys.executable
 
 
-def job_manifest(name: str, command: list[str], *, deadline: int | None = None, backoff: int = 0,
-                 env: list[Obj] | None = None, **pod: Any) -> Obj:
+def job_manifest(
+    name: str,
+    command: list[str],
+    *,
+    deadline: int | None = None,
+    backoff: int = 0,
+    env: list[Obj] | None = None,
+    **pod: Any,
+) -> Obj:
     """A Job like the operator builds: one container, outputs via the termination message."""
-    container: Obj = {"name": "task", "image": "python:3.12-slim", "command": command,
-                      "env": [{"name": "KOPFLOW_OUTPUTS", "value": "/dev/termination-log"}, *(env or [])]}
-    spec: Obj = {"backoffLimit": backoff,
-                 "template": {"metadata": {"labels": {"kopflow.dev/task": name}},
-                              "spec": {"restartPolicy": "Never", "containers": [container], **pod}}}
+    container: Obj = {
+        "name": "task",
+        "image": "python:3.12-slim",
+        "command": command,
+        "env": [{"name": "KOPFLOW_OUTPUTS", "value": "/dev/termination-log"}, *(env or [])],
+    }
+    spec: Obj = {
+        "backoffLimit": backoff,
+        "template": {
+            "metadata": {"labels": {"kopflow.dev/task": name}},
+            "spec": {"restartPolicy": "Never", "containers": [container], **pod},
+        },
+    }
     if deadline is not None:
         spec["activeDeadlineSeconds"] = deadline
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec}
@@ -43,7 +58,11 @@ def finished(job: Obj | None) -> bool:
 
 
 def only_pod(apiserver: ApiServer, namespace: str, job: str) -> Obj:
-    pods = [p for p in apiserver.list("pods", namespace) if p["metadata"]["labels"].get("job-name") == job]
+    pods = [
+        p
+        for p in apiserver.list("pods", namespace)
+        if p["metadata"]["labels"].get("job-name") == job
+    ]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
     return pods[0]
 
@@ -62,18 +81,26 @@ def core(api_client: kubernetes.client.ApiClient) -> kubernetes.client.CoreV1Api
     return kubernetes.client.CoreV1Api(api_client)
 
 
-def run_job(apiserver: ApiServer, batch: kubernetes.client.BatchV1Api, namespace: str, manifest: Obj,
-            timeout: float = 15) -> Obj:
-    batch.create_namespaced_job(namespace, manifest)
-    job = apiserver.wait_for("jobs.batch", namespace, manifest["metadata"]["name"], finished, timeout)
-    assert job is not None
-    return job
+@pytest.fixture
+def run(apiserver: ApiServer, kubelet: Kubelet, batch: Any, namespace: str) -> Callable[..., Obj]:
+    """Create a Job in the test namespace and return it once Complete or Failed."""
+
+    def run_job(manifest: Obj, timeout: float = 15) -> Obj:
+        batch.create_namespaced_job(namespace, manifest)
+        job = apiserver.wait_for(
+            "jobs.batch", namespace, manifest["metadata"]["name"], finished, timeout
+        )
+        assert job is not None
+        return job
+
+    return run_job
 
 
-def test_succeeding_job_reports_outputs_and_completes(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                                       namespace: str) -> None:
+def test_succeeding_job_reports_outputs_and_completes(
+    run: Callable[..., Obj], apiserver: ApiServer, batch: Any, namespace: str
+) -> None:
     script = "import os; open(os.environ['KOPFLOW_OUTPUTS'], 'w').write('rows=42\\nstatus=ok\\n')"
-    job = run_job(apiserver, batch, namespace, job_manifest("extract", [PY, "-c", script]))
+    job = run(job_manifest("extract", [PY, "-c", script]))
 
     status = job["status"]
     assert [c["type"] for c in status["conditions"]] == ["SuccessCriteriaMet", "Complete"]
@@ -83,38 +110,74 @@ def test_succeeding_job_reports_outputs_and_completes(apiserver: ApiServer, kube
     pod = only_pod(apiserver, namespace, "extract")
     meta = pod["metadata"]
     assert meta["name"].startswith("extract-")
-    assert meta["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "Job", "name": "extract",
-                                        "uid": job["metadata"]["uid"], "controller": True,
-                                        "blockOwnerDeletion": True}]
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": "extract",
+            "uid": job["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
     uid = job["metadata"]["uid"]
-    assert {k: meta["labels"][k] for k in ("job-name", "batch.kubernetes.io/job-name", "controller-uid",
-                                           "batch.kubernetes.io/controller-uid", "kopflow.dev/task")} == {
-        "job-name": "extract", "batch.kubernetes.io/job-name": "extract", "controller-uid": uid,
-        "batch.kubernetes.io/controller-uid": uid, "kopflow.dev/task": "extract"}
+    assert {
+        k: meta["labels"][k]
+        for k in (
+            "job-name",
+            "batch.kubernetes.io/job-name",
+            "controller-uid",
+            "batch.kubernetes.io/controller-uid",
+            "kopflow.dev/task",
+        )
+    } == {
+        "job-name": "extract",
+        "batch.kubernetes.io/job-name": "extract",
+        "controller-uid": uid,
+        "batch.kubernetes.io/controller-uid": uid,
+        "kopflow.dev/task": "extract",
+    }
     assert JOB_TRACKING not in (meta.get("finalizers") or [])  # counted, then released
     assert pod["status"]["phase"] == "Succeeded"
     state = terminated(pod)
-    assert (state["exitCode"], state["reason"], state["message"]) == (0, "Completed", "rows=42\nstatus=ok\n")
+    assert (state["exitCode"], state["reason"], state["message"]) == (
+        0,
+        "Completed",
+        "rows=42\nstatus=ok\n",
+    )
     assert state["startedAt"] <= state["finishedAt"]
 
 
-def test_failing_job_exceeds_backoff_limit(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                           namespace: str) -> None:
-    script = "import os, sys; open(os.environ['KOPFLOW_OUTPUTS'], 'w').write('why=boom'); sys.exit(3)"
-    job = run_job(apiserver, batch, namespace, job_manifest("fails", [PY, "-c", script]))
+def test_failing_job_exceeds_backoff_limit(
+    run: Callable[..., Obj], apiserver: ApiServer, namespace: str
+) -> None:
+    script = (
+        "import os, sys; open(os.environ['KOPFLOW_OUTPUTS'], 'w').write('why=boom'); sys.exit(3)"
+    )
+    job = run(job_manifest("fails", [PY, "-c", script]))
 
     assert [c["type"] for c in job["status"]["conditions"]] == ["FailureTarget", "Failed"]
     failed = condition(job, "Failed")
-    assert (failed["reason"], failed["message"]) == ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    assert (failed["reason"], failed["message"]) == (
+        "BackoffLimitExceeded",
+        "Job has reached the specified backoff limit",
+    )
     assert job["status"]["failed"] == 1 and "completionTime" not in job["status"]
     pod = only_pod(apiserver, namespace, "fails")
     assert pod["status"]["phase"] == "Failed"
-    assert (terminated(pod)["exitCode"], terminated(pod)["reason"], terminated(pod)["message"]) == (3, "Error", "why=boom")
+    assert (terminated(pod)["exitCode"], terminated(pod)["reason"], terminated(pod)["message"]) == (
+        3,
+        "Error",
+        "why=boom",
+    )
 
 
-def test_backoff_limit_one_retries_with_a_new_pod(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                                  namespace: str) -> None:
-    job = run_job(apiserver, batch, namespace, job_manifest("retry", [PY, "-c", "raise SystemExit(1)"], backoff=1))
+def test_backoff_limit_one_retries_with_a_new_pod(
+    run: Callable[..., Obj], apiserver: ApiServer, namespace: str
+) -> None:
+    job = run(
+        job_manifest("retry", [PY, "-c", "raise SystemExit(1)"], backoff=1),
+    )
 
     assert condition(job, "Failed")["reason"] == "BackoffLimitExceeded"
     assert job["status"]["failed"] == 2
@@ -122,13 +185,19 @@ def test_backoff_limit_one_retries_with_a_new_pod(apiserver: ApiServer, kubelet:
     assert len(pods) == 2 and all(p["status"]["phase"] == "Failed" for p in pods)
 
 
-def test_active_deadline_kills_the_process(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                           namespace: str) -> None:
-    job = run_job(apiserver, batch, namespace,
-                  job_manifest("slow", [PY, "-c", "import time; time.sleep(60)"], deadline=1), timeout=10)
+def test_active_deadline_kills_the_process(
+    run: Callable[..., Obj], apiserver: ApiServer, kubelet: Kubelet, namespace: str
+) -> None:
+    job = run(
+        job_manifest("slow", [PY, "-c", "import time; time.sleep(60)"], deadline=1),
+        timeout=10,
+    )
 
     failed = condition(job, "Failed")
-    assert (failed["reason"], failed["message"]) == ("DeadlineExceeded", "Job was active longer than specified deadline")
+    assert (failed["reason"], failed["message"]) == (
+        "DeadlineExceeded",
+        "Job was active longer than specified deadline",
+    )
     assert condition(job, "FailureTarget")["reason"] == "DeadlineExceeded"
     assert job["status"]["failed"] == 1
     assert kubelet.running() == []
@@ -136,18 +205,22 @@ def test_active_deadline_kills_the_process(apiserver: ApiServer, kubelet: Kubele
     assert pods == []  # the controller deleted the active pod, as a cluster's does
 
 
-def test_sigkill_the_kubelet_did_not_send_reads_as_oom_killed(apiserver: ApiServer, kubelet: Kubelet,
-                                                              batch: Any, namespace: str) -> None:
+def test_sigkill_the_kubelet_did_not_send_reads_as_oom_killed(
+    run: Callable[..., Obj], apiserver: ApiServer, namespace: str
+) -> None:
     script = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
-    run_job(apiserver, batch, namespace, job_manifest("oom", [PY, "-c", script]))
+    run(job_manifest("oom", [PY, "-c", script]))
 
     state = terminated(only_pod(apiserver, namespace, "oom"))
     assert (state["exitCode"], state["reason"]) == (137, "OOMKilled")
 
 
-def test_env_values_references_and_expansion(apiserver: ApiServer, kubelet: Kubelet, batch: Any, core: Any,
-                                             namespace: str) -> None:
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "settings"}, "data": {"level": "debug"}})
+def test_env_values_references_and_expansion(
+    run: Callable[..., Obj], apiserver: ApiServer, core: Any, namespace: str
+) -> None:
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "settings"}, "data": {"level": "debug"}}
+    )
     env = [
         {"name": "GREETING", "value": "hello"},
         {"name": "SENTENCE", "value": "$(GREETING) world $$(GREETING)"},
@@ -155,36 +228,48 @@ def test_env_values_references_and_expansion(apiserver: ApiServer, kubelet: Kube
         {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "level"}}},
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "token"}}},
     ]
-    script = ("import os; keys = ['SENTENCE', 'POD', 'LEVEL', 'TOKEN', 'FROM_CM_level'];"
-              "open(os.environ['KOPFLOW_OUTPUTS'], 'w').write(repr([os.environ.get(k) for k in keys]))")
+    script = (
+        "import os; keys = ['SENTENCE', 'POD', 'LEVEL', 'TOKEN', 'FROM_CM_level'];"
+        "open(os.environ['KOPFLOW_OUTPUTS'], 'w').write(repr([os.environ.get(k) for k in keys]))"
+    )
     manifest = job_manifest("env", [PY, "-c", script], env=env)
     manifest["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [
-        {"configMapRef": {"name": "settings"}, "prefix": "FROM_CM_"}, {"secretRef": {"name": "missing"}}]
-    run_job(apiserver, batch, namespace, manifest)
+        {"configMapRef": {"name": "settings"}, "prefix": "FROM_CM_"},
+        {"secretRef": {"name": "missing"}},
+    ]
+    run(manifest)
 
     pod = only_pod(apiserver, namespace, "env")
-    assert terminated(pod)["message"] == repr(["hello world $(GREETING)", pod["metadata"]["name"], "debug", None, "debug"])
+    assert terminated(pod)["message"] == repr(
+        ["hello world $(GREETING)", pod["metadata"]["name"], "debug", None, "debug"]
+    )
 
 
-def test_termination_message_is_capped_at_4096_bytes(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                                     namespace: str) -> None:
+def test_termination_message_is_capped_at_4096_bytes(
+    run: Callable[..., Obj], apiserver: ApiServer, namespace: str
+) -> None:
     script = "import os; open(os.environ['KOPFLOW_OUTPUTS'], 'w').write('x' * 10000)"
-    run_job(apiserver, batch, namespace, job_manifest("big", [PY, "-c", script]))
+    run(job_manifest("big", [PY, "-c", script]))
 
     assert terminated(only_pod(apiserver, namespace, "big"))["message"] == "x" * 4096
 
 
-def test_missing_executable_is_a_start_error(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                             namespace: str) -> None:
-    job = run_job(apiserver, batch, namespace, job_manifest("nocmd", ["/nonexistent/kopflow-binary"]))
+def test_missing_executable_is_a_start_error(
+    run: Callable[..., Obj], apiserver: ApiServer, namespace: str
+) -> None:
+    job = run(job_manifest("nocmd", ["/nonexistent/kopflow-binary"]))
 
     assert condition(job, "Failed") is not None
     state = terminated(only_pod(apiserver, namespace, "nocmd"))
     assert (state["exitCode"], state["reason"]) == (128, "StartError")
 
 
-def test_pod_log_is_served(apiserver: ApiServer, kubelet: Kubelet, batch: Any, core: Any, namespace: str) -> None:
-    run_job(apiserver, batch, namespace, job_manifest("talk", [PY, "-c", "print('line one'); print('line two')"]))
+def test_pod_log_is_served(
+    run: Callable[..., Obj], apiserver: ApiServer, core: Any, namespace: str
+) -> None:
+    run(
+        job_manifest("talk", [PY, "-c", "print('line one'); print('line two')"]),
+    )
 
     name = only_pod(apiserver, namespace, "talk")["metadata"]["name"]
     assert core.read_namespaced_pod_log(name, namespace) == "line one\nline two\n"
@@ -203,9 +288,12 @@ def gone(obj: Obj | None) -> bool:
 
 
 @pytest.mark.parametrize("policy", ["Background", "Foreground"])
-def test_deleting_a_job_stops_its_process(apiserver: ApiServer, kubelet: Kubelet, batch: Any, namespace: str,
-                                          policy: str) -> None:
-    batch.create_namespaced_job(namespace, job_manifest("long", [PY, "-c", "import time; time.sleep(60)"]))
+def test_deleting_a_job_stops_its_process(
+    apiserver: ApiServer, kubelet: Kubelet, batch: Any, namespace: str, policy: str
+) -> None:
+    batch.create_namespaced_job(
+        namespace, job_manifest("long", [PY, "-c", "import time; time.sleep(60)"])
+    )
     pod = wait_running(apiserver, namespace, "long")
     assert kubelet.running() == [(namespace, pod["metadata"]["name"])]
 
@@ -216,26 +304,34 @@ def test_deleting_a_job_stops_its_process(apiserver: ApiServer, kubelet: Kubelet
     assert kubelet.running() == []
 
 
-def test_default_job_deletion_orphans_the_running_pod(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                                      namespace: str) -> None:
+def test_default_job_deletion_orphans_the_running_pod(
+    apiserver: ApiServer, kubelet: Kubelet, batch: Any, namespace: str
+) -> None:
     """The API's default for Jobs is Orphan: an operator must ask for Background explicitly."""
-    batch.create_namespaced_job(namespace, job_manifest("orphan", [PY, "-c", "import time; time.sleep(60)"]))
+    batch.create_namespaced_job(
+        namespace, job_manifest("orphan", [PY, "-c", "import time; time.sleep(60)"])
+    )
     pod = wait_running(apiserver, namespace, "orphan")
 
     batch.delete_namespaced_job("orphan", namespace)
 
     apiserver.wait_for("jobs.batch", namespace, "orphan", gone)
     name = pod["metadata"]["name"]
-    left = apiserver.wait_for("pods", namespace, name, lambda p: bool(p) and not p["metadata"].get("ownerReferences"))
+    left = apiserver.wait_for(
+        "pods", namespace, name, lambda p: bool(p) and not p["metadata"].get("ownerReferences")
+    )
     assert left is not None and left["status"]["phase"] == "Running"
     assert kubelet.running() == [(namespace, name)]
 
 
-def test_start_delay_holds_pods_pending(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                        namespace: str) -> None:
+def test_start_delay_holds_pods_pending(
+    apiserver: ApiServer, kubelet: Kubelet, batch: Any, namespace: str
+) -> None:
     kubelet.start_delay = 0.5
     batch.create_namespaced_job(namespace, job_manifest("later", [PY, "-c", "pass"]))
-    job = apiserver.wait_for("jobs.batch", namespace, "later", lambda j: (j or {}).get("status", {}).get("active") == 1)
+    job = apiserver.wait_for(
+        "jobs.batch", namespace, "later", lambda j: (j or {}).get("status", {}).get("active") == 1
+    )
     assert job is not None
     pod = only_pod(apiserver, namespace, "later")
     assert pod["status"]["phase"] == "Pending" and pod["spec"]["nodeName"] == kubelet.node_name
@@ -243,9 +339,12 @@ def test_start_delay_holds_pods_pending(apiserver: ApiServer, kubelet: Kubelet, 
     assert condition(apiserver.get("jobs.batch", namespace, "later"), "Complete")
 
 
-def test_eviction_fails_the_pod_and_the_job(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                            namespace: str) -> None:
-    batch.create_namespaced_job(namespace, job_manifest("evicted", [PY, "-c", "import time; time.sleep(60)"]))
+def test_eviction_fails_the_pod_and_the_job(
+    apiserver: ApiServer, kubelet: Kubelet, batch: Any, namespace: str
+) -> None:
+    batch.create_namespaced_job(
+        namespace, job_manifest("evicted", [PY, "-c", "import time; time.sleep(60)"])
+    )
     pod = wait_running(apiserver, namespace, "evicted")
 
     kubelet.evict(namespace, pod["metadata"]["name"])
@@ -257,9 +356,12 @@ def test_eviction_fails_the_pod_and_the_job(apiserver: ApiServer, kubelet: Kubel
     assert kubelet.running() == []
 
 
-def test_lost_node_deletes_the_pod_and_fails_the_job(apiserver: ApiServer, kubelet: Kubelet, batch: Any,
-                                                      namespace: str) -> None:
-    batch.create_namespaced_job(namespace, job_manifest("lost", [PY, "-c", "import time; time.sleep(60)"]))
+def test_lost_node_deletes_the_pod_and_fails_the_job(
+    apiserver: ApiServer, kubelet: Kubelet, batch: Any, namespace: str
+) -> None:
+    batch.create_namespaced_job(
+        namespace, job_manifest("lost", [PY, "-c", "import time; time.sleep(60)"])
+    )
     pod = wait_running(apiserver, namespace, "lost")
 
     kubelet.lose_node_of(namespace, pod["metadata"]["name"])
@@ -271,28 +373,41 @@ def test_lost_node_deletes_the_pod_and_fails_the_job(apiserver: ApiServer, kubel
     assert kubelet.running() == []
 
 
-def test_missing_service_account_leaves_the_job_without_pods(apiserver: ApiServer, kubelet: Kubelet,
-                                                             batch: Any, core: Any, namespace: str) -> None:
-    batch.create_namespaced_job(namespace, job_manifest("nosa", [PY, "-c", "pass"], serviceAccountName="ghost"))
+def test_missing_service_account_leaves_the_job_without_pods(
+    apiserver: ApiServer, kubelet: Kubelet, batch: Any, core: Any, namespace: str
+) -> None:
+    batch.create_namespaced_job(
+        namespace, job_manifest("nosa", [PY, "-c", "pass"], serviceAccountName="ghost")
+    )
 
     def failed_create(store: Any) -> list[Obj]:
         events = store.iter_objects(store.storage[("", "events")], namespace)
         return [e for e in events if e["reason"] == "FailedCreate"]
 
     events = apiserver.wait_until(failed_create)
-    assert "serviceaccount \"ghost\" not found" in events[0]["message"]
+    assert 'serviceaccount "ghost" not found' in events[0]["message"]
     assert events[0]["involvedObject"]["name"] == "nosa"
     assert core.list_namespaced_pod(namespace).items == []
     with pytest.raises(ApiException) as err:
-        core.create_namespaced_pod(namespace, {"metadata": {"name": "p"}, "spec": {
-            "serviceAccountName": "ghost", "containers": [{"name": "c", "image": "busybox"}]}})
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "metadata": {"name": "p"},
+                "spec": {
+                    "serviceAccountName": "ghost",
+                    "containers": [{"name": "c", "image": "busybox"}],
+                },
+            },
+        )
     assert err.value.status == 403
 
 
 def test_stop_kills_every_process(apiserver: ApiServer, batch: Any, namespace: str) -> None:
     node = Kubelet(apiserver).start()
     try:
-        batch.create_namespaced_job(namespace, job_manifest("one", [PY, "-c", "import time; time.sleep(60)"]))
+        batch.create_namespaced_job(
+            namespace, job_manifest("one", [PY, "-c", "import time; time.sleep(60)"])
+        )
         wait_running(apiserver, namespace, "one")
         pids = node.pids()
         assert len(pids) == 1
@@ -300,3 +415,59 @@ def test_stop_kills_every_process(apiserver: ApiServer, batch: Any, namespace: s
         node.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pids[0], 0)
+
+
+def test_pod_active_deadline_fails_a_bare_pod(
+    apiserver: ApiServer, kubelet: Kubelet, core: Any, namespace: str
+) -> None:
+    container = {
+        "name": "c",
+        "image": "python",
+        "command": [PY, "-c", "import time; time.sleep(60)"],
+    }
+    spec = {"restartPolicy": "Never", "activeDeadlineSeconds": 1, "containers": [container]}
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "bare"}, "spec": spec})
+
+    pod = apiserver.wait_for(
+        "pods", namespace, "bare", lambda p: _phase_of(p) == "Failed", timeout=10
+    )
+    assert pod is not None and pod["status"]["reason"] == "DeadlineExceeded"
+    assert terminated(pod)["exitCode"] == 137 and kubelet.running() == []
+
+
+def test_on_failure_restarts_the_container_in_place(
+    apiserver: ApiServer, kubelet: Kubelet, core: Any, namespace: str, tmp_path: Any
+) -> None:
+    marker = tmp_path / "tried"
+    script = (
+        f"import os, sys; p = {str(marker)!r}; first = not os.path.exists(p); "
+        "open(p, 'w').close(); sys.exit(1 if first else 0)"
+    )
+    container = {"name": "c", "image": "python", "command": [PY, "-c", script]}
+    spec = {"restartPolicy": "OnFailure", "containers": [container]}
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "again"}, "spec": spec})
+
+    pod = apiserver.wait_for("pods", namespace, "again", lambda p: _phase_of(p) == "Succeeded")
+    assert pod is not None
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+
+
+def _phase_of(pod: Obj | None) -> str | None:
+    return None if pod is None else (pod.get("status") or {}).get("phase")
+
+
+def test_ttl_after_finished_deletes_the_job_and_its_pod(
+    apiserver: ApiServer, run: Callable[..., Obj], namespace: str
+) -> None:
+    manifest = job_manifest("short-lived", [PY, "-c", "pass"])
+    manifest["spec"]["ttlSecondsAfterFinished"] = 1
+    assert condition(run(manifest), "Complete") is not None
+
+    apiserver.wait_for("jobs.batch", namespace, "short-lived", lambda j: j is None)
+
+    def no_pods(store: Any) -> bool:
+        return not any(True for _ in store.iter_objects(store.storage[("", "pods")], namespace))
+
+    assert apiserver.wait_until(no_pods)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import concurrent.futures
 import functools
 import json
@@ -100,6 +101,7 @@ def _age(created: str | None) -> str:
 
 
 def _json_path(obj: Obj, path: str) -> Any:
+    """A printer column's value: the `.a.b` JSON path into the object."""
     cur: Any = obj
     for part in path.strip(".").split("."):
         cur = cur.get(part) if isinstance(cur, dict) else None
@@ -126,7 +128,7 @@ class ApiServer:
         self,
         crd_dir: Path | str | None = DEFAULT_CRD_DIR,
         *,
-        crds: list[Obj] | None = None,
+        crds: builtins.list[Obj] | None = None,
         controllers: bool = True,
         window: int = 1000,
         bookmark_interval: float = 60.0,
@@ -151,7 +153,9 @@ class ApiServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._streams: set[web.StreamResponse] = set()
-        self.shutdown_hooks: list[Callable[[], Any]] = []  # coroutines run before the server stops
+        self.shutdown_hooks: builtins.list[
+            Callable[[], Any]
+        ] = []  # coroutines run before the server stops
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -204,8 +208,8 @@ class ApiServer:
         server = getattr(site, "_server", None)
         self.port = server.sockets[0].getsockname()[1] if server else 0
 
-    def _crd_manifests(self) -> list[Obj]:
-        docs: list[Obj] = []
+    def _crd_manifests(self) -> builtins.list[Obj]:
+        docs: builtins.list[Obj] = []
         if self.crd_dir and self.crd_dir.is_dir():
             for path in sorted(self.crd_dir.glob("*.yaml")) + sorted(self.crd_dir.glob("*.yml")):
                 docs += _load_yaml(str(path), path.stat().st_mtime)
@@ -327,7 +331,7 @@ class ApiServer:
         events, not polling; TimeoutError names the last state seen.
         """
         rt = self.storage_type(resource)
-        found: list[Obj | None] = []
+        found: builtins.list[Obj | None] = []
 
         def check(store: Store) -> bool:
             obj = store.find(rt, namespace, name)
@@ -340,7 +344,9 @@ class ApiServer:
             self.wait_until(check, timeout)
         except TimeoutError:
             last = self.get(resource, namespace, name)
-            raise TimeoutError(f"{resource} {namespace}/{name} never matched; last: {last}") from None
+            raise TimeoutError(
+                f"{resource} {namespace}/{name} never matched; last: {last}"
+            ) from None
         return found[0]
 
     def get(self, resource: str, namespace: str, name: str) -> Obj | None:
@@ -348,7 +354,7 @@ class ApiServer:
         rt = self.storage_type(resource)
         return self.call(self.store.find, rt, namespace, name)
 
-    def list(self, resource: str, namespace: str | None = None) -> list[Obj]:
+    def list(self, resource: str, namespace: str | None = None) -> builtins.list[Obj]:
         """Snapshots of the stored objects of a resource (in one namespace, or all)."""
         rt = self.storage_type(resource)
         return self.call(lambda: list(self.store.iter_objects(rt, namespace)))
@@ -387,7 +393,9 @@ class ApiServer:
         rec["recorded"] = "yes"
         agent = request.headers.get("User-Agent", "")
         self.requests.record(
-            RequestRecord(rec["verb"], rec["resource"], rec["namespace"], rec["name"], status, agent)
+            RequestRecord(
+                rec["verb"], rec["resource"], rec["namespace"], rec["name"], status, agent
+            )
         )
 
     @staticmethod
@@ -403,13 +411,14 @@ class ApiServer:
         self,
         body: Any,
         status: int = 200,
-        warnings: list[str] | None = None,
+        warnings: builtins.list[str] | None = None,
         content_type: str = "application/json",
     ) -> web.Response:
         response = web.Response(status=status, body=_dump(body))
         response.headers["Content-Type"] = content_type
         for warning in warnings or []:
-            response.headers.add("Warning", '299 - "%s"' % warning.replace('"', '\\"'))
+            escaped = warning.replace('"', '\\"')
+            response.headers.add("Warning", f'299 - "{escaped}"')
         return response
 
     async def _dispatch(self, request: web.Request, rec: dict[str, str]) -> web.StreamResponse:
@@ -470,7 +479,7 @@ class ApiServer:
         target = self._target(group, version, rest)
         return await self._resource_request(request, target, rec)
 
-    def _target(self, group: str, version: str, rest: list[str]) -> Target:
+    def _target(self, group: str, version: str, rest: builtins.list[str]) -> Target:
         namespace = None
         if rest[0] == "namespaces" and len(rest) >= 3:
             candidate = self.store.lookup(group, version, rest[2])
@@ -569,7 +578,8 @@ class ApiServer:
         what = f'{resource} "{target.name}"' if target.name else resource
         message = (
             f'{what} is forbidden: User "{subject.name}" cannot {verb} resource "{rt.plural}"'
-            f'{"" if not target.sub else " subresource " + repr(target.sub)} in API group "{rt.group}"{where}'
+            f"{'' if not target.sub else ' subresource ' + repr(target.sub)}"
+            f' in API group "{rt.group}"{where}'
         )
         raise ApiError(
             403,
@@ -596,9 +606,9 @@ class ApiServer:
             "platform": "linux/amd64",
         }
 
-    def _groups(self) -> dict[str, list[str]]:
+    def _groups(self) -> dict[str, builtins.list[str]]:
         """group -> served versions, preferred (storage) version first."""
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, builtins.list[str]] = {}
         for rt in self.store.served():
             versions = groups.setdefault(rt.group, [])
             if rt.version not in versions:
@@ -606,18 +616,18 @@ class ApiServer:
         return groups
 
     @staticmethod
-    def _group_doc(group: str, versions: list[str]) -> Obj:
+    def _group_doc(group: str, versions: builtins.list[str]) -> Obj:
         docs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
         return {"name": group, "versions": docs, "preferredVersion": docs[0]}
 
-    def _types_of(self, group: str, version: str) -> list[ResourceType]:
+    def _types_of(self, group: str, version: str) -> builtins.list[ResourceType]:
         return sorted(
             (rt for rt in self.store.served() if rt.group == group and rt.version == version),
             key=lambda rt: rt.plural,
         )
 
     def _resource_list(self, group: str, version: str) -> Obj:
-        resources: list[Obj] = []
+        resources: builtins.list[Obj] = []
         for rt in self._types_of(group, version):
             entry = {
                 "name": rt.plural,
@@ -657,7 +667,7 @@ class ApiServer:
             "resources": resources,
         }
 
-    def _aggregated(self, groups: list[str]) -> web.Response:
+    def _aggregated(self, groups: builtins.list[str]) -> web.Response:
         served = self._groups()
         items = []
         for group in groups:
@@ -761,8 +771,8 @@ class ApiServer:
             }
         )
 
-    def _table(self, rt: ResourceType, items: list[Obj], rv: str) -> Obj:
-        columns: list[tuple[Obj, Callable[[Obj], Any]]] = [
+    def _table(self, rt: ResourceType, items: builtins.list[Obj], rv: str) -> Obj:
+        columns: builtins.list[tuple[Obj, Callable[[Obj], Any]]] = [
             (
                 {
                     "name": "Name",
@@ -798,7 +808,7 @@ class ApiServer:
                         "priority": col.get("priority", 0),
                         "description": col.get("description", ""),
                     },
-                    lambda o, p=path: _json_path(o, p),
+                    functools.partial(_json_path, path=path),
                 )
             )
         if not any(c.get("jsonPath") == ".metadata.creationTimestamp" for c in rt.printer_columns):

@@ -110,7 +110,7 @@ def decode_causes(obj: Obj) -> str | None:
         if values is not None and (
             not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values())
         ):
-            return f"json: cannot unmarshal into Go struct field ObjectMeta.metadata.{key} of type string"
+            return f"json: cannot unmarshal into Go struct field ObjectMeta.{key} of type string"
     return None
 
 
@@ -328,7 +328,7 @@ def _validate_configmap(obj: Obj, old: Obj | None) -> list[Cause]:
                     invalid_value(
                         key,
                         k,
-                        "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                        "a valid config key must consist of alphanumerics, '-', '_' or '.'",
                     )
                 )
     if old is not None and old.get("immutable"):
@@ -393,26 +393,35 @@ def _decode_lease(obj: Obj) -> str | None:
     for key in ("acquireTime", "renewTime"):
         value = (obj.get("spec") or {}).get(key)
         if value is not None and not _MICROTIME.match(str(value)):
-            return f'parsing time "{value}" as "2006-01-02T15:04:05.000000Z07:00": cannot parse'
+            rest = str(value)[19:]
+            return (
+                f'parsing time "{value}" as "2006-01-02T15:04:05.000000Z07:00": cannot parse '
+                f'"{rest}" as ".000000"'
+            )
     return None
+
+
+_JOB_INTS = frozenset(
+    {
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "active",
+        "succeeded",
+        "failed",
+        "ready",
+        "terminating",
+    }
+)
 
 
 def _decode_job(obj: Obj) -> str | None:
     for part in ("spec", "status"):
         for key, value in (obj.get(part) or {}).items():
-            if key in (
-                "parallelism",
-                "completions",
-                "backoffLimit",
-                "activeDeadlineSeconds",
-                "active",
-                "succeeded",
-                "failed",
-                "ready",
-                "terminating",
-            ):
-                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                    return f"json: cannot unmarshal into Go struct field {part}.{key} of type int32"
+            wrong = value is not None and (not isinstance(value, int) or isinstance(value, bool))
+            if key in _JOB_INTS and wrong:
+                return f"json: cannot unmarshal into Go struct field {part}.{key} of type int32"
     return None
 
 
@@ -641,7 +650,7 @@ def builtin_types() -> list[ResourceType]:
 
 
 def validate_crd(obj: Obj, old: Obj | None) -> list[Cause]:
-    """The CRD checks that catch a broken generated CRD: name, scope, versions, structural schema."""
+    """CRD checks that catch a broken generated CRD: name, scope, versions, structural schema."""
     spec = obj.get("spec") or {}
     names = spec.get("names") or {}
     causes = []

@@ -125,11 +125,12 @@ class FaultInjector:
             return None
         p = self.plan
         roll = self.rng.random()
-        kinds = [("drop_watch", p.drop_watch if verb == "watch" else 0.0)] + [
-            (k, getattr(p, k)) for k in ("conflict", "error", "throttle", "slow")
+        kinds: list[tuple[str, float]] = [
+            ("drop_watch", p.drop_watch if verb == "watch" else 0.0),
+            *((k, float(getattr(p, k))) for k in ("conflict", "error", "throttle", "slow")),
         ]
         if verb == "watch":
-            kinds = kinds[:1] + [("slow", p.slow)]
+            kinds = [*kinds[:1], ("slow", p.slow)]
         for kind, fraction in kinds:
             if roll < fraction:
                 self.injected[kind] += 1
@@ -148,7 +149,7 @@ def _rule_allows(rule: Obj, verb: str, group: str, resource: str, name: str) -> 
 
     if not (has("verbs", verb) and has("apiGroups", group)):
         return False
-    base, _, sub = resource.partition("/")
+    sub = resource.partition("/")[2]
     resources = rule.get("resources") or []
     if not ("*" in resources or resource in resources or (sub and f"*/{sub}" in resources)):
         return False

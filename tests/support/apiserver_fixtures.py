@@ -47,7 +47,12 @@ WIDGET_CRD: dict[str, Any] = {
     "spec": {
         "group": WIDGET_GROUP,
         "scope": "Namespaced",
-        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wdg"]},
+        "names": {
+            "plural": "widgets",
+            "singular": "widget",
+            "kind": "Widget",
+            "shortNames": ["wdg"],
+        },
         "versions": [
             {
                 "name": "v1",
@@ -68,13 +73,12 @@ WIDGET_CRD: dict[str, Any] = {
 def widget(name: str, **spec: Any) -> dict[str, Any]:
     """A Widget manifest (image defaults to busybox)."""
     spec.setdefault("image", "busybox")
-    return {"apiVersion": f"{WIDGET_GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
-
-
-def widget(name: str, **spec: Any) -> dict[str, Any]:
-    """A Widget manifest (image defaults to busybox)."""
-    spec.setdefault("image", "busybox")
-    return {"apiVersion": f"{WIDGET_GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
+    return {
+        "apiVersion": f"{WIDGET_GROUP}/v1",
+        "kind": "Widget",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 class Raw:
@@ -108,14 +112,18 @@ class Raw:
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             headers["Content-Type"] = content_type
-        r = self.http.request(method, url, body=data, headers=headers, timeout=timeout, retries=False)
+        r = self.http.request(
+            method, url, body=data, headers=headers, timeout=timeout, retries=False
+        )
         try:
             decoded: Any = json.loads(r.data) if r.data else None
         except ValueError:
             decoded = r.data.decode()
         return r.status, decoded, r.headers
 
-    def watch(self, path: str, query: dict[str, str], *, count: int, timeout: float = 10.0) -> list[Any]:
+    def watch(
+        self, path: str, query: dict[str, str], *, count: int, timeout: float = 10.0
+    ) -> list[Any]:
         """The first `count` events of a watch (fewer if the server ends it first).
 
         The read timeout bounds the wait: a stream that stays silent longer raises.
@@ -124,8 +132,9 @@ class Raw:
         from urllib.parse import urlencode
 
         url = self.url + path + "?" + urlencode({**query, "watch": "true"})
-        r = self.http.request("GET", url, headers=self.headers, preload_content=False, timeout=timeout,
-                              retries=False)
+        r = self.http.request(
+            "GET", url, headers=self.headers, preload_content=False, timeout=timeout, retries=False
+        )
         events: list[Any] = []
         buf = b""
         try:
@@ -141,3 +150,43 @@ class Raw:
         finally:
             r.release_conn()
         return events
+
+
+def suspended_job(name: str, **metadata: Any) -> dict[str, Any]:
+    """A valid Job that never runs (suspended): for API tests that need a Job object only."""
+    pod = {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, **metadata},
+        "spec": {"suspend": True, "template": {"spec": pod}},
+    }
+
+
+def crd_manifest(
+    plural: str,
+    kind: str,
+    group: str = "example.com",
+    *,
+    scope: str = "Namespaced",
+    schema: Any = None,
+) -> dict[str, Any]:
+    """A one-version CRD (schema defaults to an open object)."""
+    open_schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    version = {
+        "name": "v1",
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": schema or open_schema},
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": scope,
+            "names": {"plural": plural, "kind": kind},
+            "versions": [version],
+        },
+    }

@@ -203,12 +203,12 @@ def strategic_merge_patch(original: Any, patch: Any) -> Any:
 
 def _merge_list(field: str, original: Any, patch: list[Any]) -> list[Any]:
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
-        return _strip_directives([clone(p) for p in patch if not _is_directive(p)])
+        return list(_strip_directives([clone(p) for p in patch if not _is_directive(p)]))
     if field in MERGED_SCALAR_LISTS and isinstance(original, list):
         return list(patch) + [v for v in original if v not in patch]
     key = MERGE_KEYS.get(field)
     if not key or not isinstance(original, list):
-        return _strip_directives(clone(patch))
+        return list(_strip_directives(clone(patch)))
     result = [clone(item) for item in original]
     for item in patch:
         if not isinstance(item, dict) or key not in item:

@@ -269,17 +269,30 @@ def _list_causes(value: Any, schema: Obj, path: list[Any]) -> list[Cause]:
         props = schema.get("properties") or {}
         additional = schema.get("additionalProperties")
         for key, sub in value.items():
-            child = props.get(key) if key in props else additional if isinstance(additional, dict) else None
+            child = (
+                props.get(key)
+                if key in props
+                else additional
+                if isinstance(additional, dict)
+                else None
+            )
             if isinstance(child, dict):
                 causes += _list_causes(sub, child, [*path, key])
     elif isinstance(value, list):
-        kind, keys = schema.get("x-kubernetes-list-type"), schema.get("x-kubernetes-list-map-keys") or []
+        kind, keys = (
+            schema.get("x-kubernetes-list-type"),
+            schema.get("x-kubernetes-list-map-keys") or [],
+        )
         seen: list[Any] = []
         for i, item in enumerate(value):
-            ident = [item.get(k) for k in keys] if kind == "map" and isinstance(item, dict) else item
+            ident = (
+                [item.get(k) for k in keys] if kind == "map" and isinstance(item, dict) else item
+            )
             if kind in ("set", "map") and ident in seen:
                 shown = json.dumps({k: item.get(k) for k in keys} if kind == "map" else item)
-                causes.append(Cause(_field([*path, i]), "FieldValueDuplicate", f"Duplicate value: {shown}"))
+                causes.append(
+                    Cause(_field([*path, i]), "FieldValueDuplicate", f"Duplicate value: {shown}")
+                )
             seen.append(ident)
             if isinstance(schema.get("items"), dict):
                 causes += _list_causes(item, schema["items"], [*path, i])
@@ -289,7 +302,6 @@ def _list_causes(value: Any, schema: Obj, path: list[Any]) -> list[Cause]:
 @functools.lru_cache(maxsize=512)
 def _cel_program(rule: str) -> Any:
     """A compiled CEL program (compiling, and building the parser, is the slow part)."""
-    import celpy
 
     env = _cel_environment()
     return env.program(env.compile(rule))
@@ -326,19 +338,14 @@ def _resolve(
 def check_structural(schema: Obj, path: str = "") -> list[Cause]:
     """The CRD-creation check that every schema node with properties/items names its type."""
     causes: list[Cause] = []
-    if not schema.get("x-kubernetes-int-or-string") and not schema.get(
+    combinators = ("allOf", "anyOf", "oneOf", "not")
+    untyped = "type" not in schema and not any(k in schema for k in combinators)
+    exempt = schema.get("x-kubernetes-int-or-string") or schema.get(
         "x-kubernetes-preserve-unknown-fields"
-    ):
-        if "type" not in schema and not any(
-            k in schema for k in ("allOf", "anyOf", "oneOf", "not")
-        ):
-            causes.append(
-                Cause(
-                    path + ".type",
-                    "FieldValueRequired",
-                    "Required value: must not be empty for specified object fields",
-                )
-            )
+    )
+    if untyped and not exempt:
+        message = "Required value: must not be empty for specified object fields"
+        causes.append(Cause(path + ".type", "FieldValueRequired", message))
     for key, sub in (schema.get("properties") or {}).items():
         causes += check_structural(sub, f"{path}.properties[{key}]")
     if isinstance(schema.get("items"), dict):

@@ -122,6 +122,7 @@ class Store:
         self.listeners: list[Listener] = []
         self.by_uid: dict[str, Ref] = {}
         self.dependents: dict[str, set[Ref]] = {}
+        self.labels: dict[Key, dict[tuple[str, str], set[tuple[str, str]]]] = {}
         for rt in builtin_types():
             self.register(rt)
         self.namespaces = self.storage[("", "namespaces")]
@@ -155,6 +156,7 @@ class Store:
                         self.by_uid.pop(obj["metadata"]["uid"], None)
                 self.history.pop(rt.key, None)
                 self.window_start.pop(rt.key, None)
+                self.labels.pop(rt.key, None)
 
     def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self.types.get((group, version, plural))
@@ -187,10 +189,7 @@ class Store:
     def iter_objects(self, rt: ResourceType, namespace: str | None) -> Iterator[Obj]:
         """Objects in key order (namespace, then name) as etcd returns them."""
         buckets = self.data.get(rt.key, {})
-        if namespace is not None and rt.namespaced:
-            spaces = [namespace]
-        else:
-            spaces = sorted(buckets)
+        spaces = [namespace] if namespace is not None and rt.namespaced else sorted(buckets)
         for ns in spaces:
             objects = buckets.get(ns, {})
             for name in sorted(objects):
@@ -204,8 +203,15 @@ class Store:
         fields: FieldSelector,
     ) -> list[Obj]:
         pinned = fields.name()
+        indexed = [self.labels.get(rt.key, {}).get(pair, set()) for pair in labels.equalities()]
         if pinned is not None and namespace is not None:
             candidates: Any = [o for o in [self.find(rt, namespace, pinned)] if o is not None]
+        elif indexed:  # key=value clauses: start from the smallest label index entry
+            refs = sorted(
+                r for r in min(indexed, key=len) if namespace is None or r[0] == namespace
+            )
+            bucket = self.data.get(rt.key, {})
+            candidates = [bucket[ns][name] for ns, name in refs]
         else:
             candidates = self.iter_objects(rt, namespace)
         return [
@@ -274,6 +280,7 @@ class Store:
             self.dependents.get(owner, set()).discard(ref)
         for owner in new_owners - old_owners:
             self.dependents.setdefault(owner, set()).add(ref)
+        self._index_labels(rt.key, (ns, name), old, None if kind == "DELETED" else obj)
         if kind == "DELETED":
             bucket.pop(name, None)
             if not bucket:
@@ -292,6 +299,22 @@ class Store:
             listener(rt, kind, obj, old)
         return obj
 
+    def _index_labels(
+        self, key: Key, where: tuple[str, str], old: Obj | None, new: Obj | None
+    ) -> None:
+        """Keep (label, value) -> {(namespace, name)} current for equality selectors."""
+        index = self.labels.setdefault(key, {})
+        before = set((((old or {}).get("metadata") or {}).get("labels") or {}).items())
+        after = set((((new or {}).get("metadata") or {}).get("labels") or {}).items())
+        for pair in before - after:
+            refs = index.get(pair)
+            if refs is not None:
+                refs.discard(where)
+                if not refs:
+                    del index[pair]
+        for pair in after - before:
+            index.setdefault(pair, set()).add(where)
+
     # -- create --------------------------------------------------------------------------------
 
     def _check_type(self, rt: ResourceType, obj: Obj) -> None:
@@ -304,7 +327,8 @@ class Store:
         if api_version and api_version != rt.group_version:
             raise bad_request(
                 f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: no kind '
-                f'"{rt.kind}" is registered for version "{api_version}"'
+                f'"{rt.kind}" is registered for version "{api_version}" in scheme '
+                '"pkg/runtime/scheme.go:111"'
             )
         obj["kind"], obj["apiVersion"] = rt.kind, rt.group_version
 
@@ -329,7 +353,10 @@ class Store:
         if ns is None:
             raise not_found(self.namespaces, namespace)
         if terminating(ns):
-            message = f"unable to create new content in namespace {namespace} because it is being terminated"
+            message = (
+                f"unable to create new content in namespace {namespace} because it is being "
+                "terminated"
+            )
             cause = {
                 "reason": "NamespaceTerminating",
                 "message": f"namespace {namespace} is being terminated",
@@ -349,9 +376,9 @@ class Store:
         if self.find(self.storage[("", "serviceaccounts")], m["namespace"], account) is None:
             pods = self.storage[("", "pods")]
             message = (
-                f'{pods.qualified} "{m.get("name") or m.get("generateName", "")}" is forbidden: error '
-                f'looking up service account {m["namespace"]}/{account}: serviceaccount "{account}" '
-                "not found"
+                f'{pods.qualified} "{m.get("name") or m.get("generateName", "")}" is forbidden: '
+                f"error looking up service account {m['namespace']}/{account}: "
+                f'serviceaccount "{account}" not found'
             )
             raise ApiError(403, "Forbidden", message, details=pods.details(m.get("name", "")))
 
@@ -376,7 +403,8 @@ class Store:
         if rt.namespaced:
             if m.get("namespace") and m["namespace"] != namespace:
                 raise bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
+                    "the namespace of the provided object does not match the namespace sent on the "
+                    "request"
                 )
             m["namespace"] = namespace
         else:
@@ -529,9 +557,10 @@ class Store:
                 rt,
                 name,
                 (
-                    f"StorageError: invalid object, Code: 4, Key: {rt.path(old_m.get('namespace'), name)}, "
-                    f"ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: "
-                    f"{m['uid']}, UID in object meta: {old_m['uid']}"
+                    "StorageError: invalid object, Code: 4, "
+                    f"Key: /registry/{rt.plural}/{old_m.get('namespace', '')}/{name}, "
+                    "ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: "
+                    f"UID in precondition: {m['uid']}, UID in object meta: {old_m['uid']}"
                 ),
             )
         if m.get("resourceVersion"):
@@ -551,7 +580,8 @@ class Store:
             )
         if rt.namespaced and m.get("namespace") and m["namespace"] != old_m.get("namespace"):
             raise bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request"
+                "the namespace of the provided object does not match the namespace sent on the "
+                "request"
             )
         new = self._merge_for_subresource(rt, old, new, subresource)
         m = new["metadata"]
@@ -575,12 +605,15 @@ class Store:
                 f for f in m.get("finalizers") or [] if f not in (old_m.get("finalizers") or [])
             ]
             if added:
+                listed = ", ".join(f'"{f}"' for f in added)
                 text = (
-                    "no new finalizers can be added if the object is being deleted, found new finalizers []string{%s}"
-                    % (", ".join(f'"{f}"' for f in added))
+                    "no new finalizers can be added if the object is being deleted, found new "
+                    f"finalizers []string{{{listed}}}"
                 )
                 cause = forbidden_field("metadata.finalizers", text)
-                raise invalid_for(rt, name, [cause, cause])
+                error = invalid_for(rt, name, [cause])
+                error.details["causes"] *= 2  # the real server reports this cause twice
+                raise error
         warnings = self._admit(rt, new, old, validation)
         m["resourceVersion"] = old_m["resourceVersion"]
         if not keep_managed:
@@ -611,9 +644,9 @@ class Store:
     def _merge_for_subresource(
         rt: ResourceType, old: Obj, new: Obj, subresource: str | None
     ) -> Obj:
-        """The main endpoint ignores status; /status ignores everything but status (and maybe meta)."""
+        """The main endpoint ignores status; /status ignores all but status (and maybe meta)."""
         if subresource in ("status", "finalize"):
-            merged = clone(old)
+            merged: Obj = clone(old)
             if subresource == "finalize":
                 merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get(
                     "finalizers"
@@ -666,7 +699,7 @@ class Store:
         """PATCH semantics for merge, JSON and (built-ins only) strategic merge patches."""
         allowed = [JSON_PATCH, MERGE, APPLY] + ([STRATEGIC] if rt.builtin else [])
         if content_type not in allowed:
-            raise unsupported_media_type(", ".join(allowed))
+            raise unsupported_media_type()
         old = self.get(rt, namespace, name)
         try:
             if content_type == JSON_PATCH:
@@ -678,7 +711,7 @@ class Store:
             elif content_type == STRATEGIC:
                 new = strategic_merge_patch(old, patch)
             else:
-                raise unsupported_media_type(", ".join(a for a in allowed if a != APPLY))
+                raise unsupported_media_type()
         except PatchError as exc:
             if exc.bad_request:
                 raise bad_request(str(exc)) from exc
@@ -747,22 +780,26 @@ class Store:
                     f"the UID in the precondition ({pre['uid']}) does not match the UID in record "
                     f"({m['uid']}). The object might have been deleted and then recreated"
                 ),
+                by_kind=True,
             )
         if pre.get("resourceVersion") and pre["resourceVersion"] != m["resourceVersion"]:
             raise conflict(
                 rt,
                 name,
                 (
-                    f"the ResourceVersion in the precondition ({pre['resourceVersion']}) does not match "
-                    f"the ResourceVersion in record ({m['resourceVersion']}). The object might have been modified"
+                    f"the ResourceVersion in the precondition ({pre['resourceVersion']}) does not "
+                    f"match the ResourceVersion in record ({m['resourceVersion']}). The object "
+                    "might have been modified"
                 ),
+                by_kind=True,
             )
         policy = options.get("propagationPolicy")
         if policy is not None and policy not in _PROPAGATION:
             cause = Cause(
                 "propagationPolicy",
                 "FieldValueNotSupported",
-                f'Unsupported value: "{policy}": supported values: "Foreground", "Background", "Orphan", "nil"',
+                f'Unsupported value: "{policy}": supported values: "Foreground", "Background", '
+                '"Orphan", "nil"',
             )
             raise ApiError(
                 422,
@@ -805,7 +842,7 @@ class Store:
 
     @staticmethod
     def _stamped(obj: Obj, grace: int) -> Obj:
-        new = clone(obj)
+        new: Obj = clone(obj)
         m = new["metadata"]
         if not m.get("deletionTimestamp"):
             m["deletionTimestamp"] = now_ts()
@@ -814,7 +851,7 @@ class Store:
 
     @staticmethod
     def _grace(rt: ResourceType, obj: Obj, options: Obj) -> int:
-        """Only scheduled, unfinished pods delete gracefully (their kubelet confirms with grace 0)."""
+        """Only scheduled, unfinished pods delete gracefully (their kubelet ends it: grace 0)."""
         if rt.plural != "pods" or rt.group:
             return 0
         if not (obj.get("spec") or {}).get("nodeName"):

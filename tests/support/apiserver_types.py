@@ -76,8 +76,7 @@ def required(path: str, detail: str = "") -> Cause:
 
 
 def invalid_value(path: str, value: Any, detail: str) -> Cause:
-    shown = json.dumps(value) if not isinstance(value, (dict, list)) else json.dumps(value)
-    return Cause(path, "FieldValueInvalid", f"Invalid value: {shown}: {detail}")
+    return Cause(path, "FieldValueInvalid", f"Invalid value: {json.dumps(value)}: {detail}")
 
 
 def forbidden_field(path: str, detail: str) -> Cause:
@@ -209,12 +208,15 @@ def already_exists(rt: ResourceType, name: str) -> ApiError:
     return ApiError(409, "AlreadyExists", msg, details=rt.details(name))
 
 
-def conflict(rt: ResourceType, name: str, detail: str | None = None) -> ApiError:
+def conflict(
+    rt: ResourceType, name: str, detail: str | None = None, *, by_kind: bool = False
+) -> ApiError:
     detail = detail or (
         "the object has been modified; please apply your changes to the latest version "
         "and try again"
     )
-    msg = f'Operation cannot be fulfilled on {rt.qualified} "{name}": {detail}'
+    what = rt.kind if by_kind else rt.qualified  # delete preconditions name the kind
+    msg = f'Operation cannot be fulfilled on {what} "{name}": {detail}'
     return ApiError(409, "Conflict", msg, details=rt.details(name))
 
 
@@ -248,6 +250,5 @@ def method_not_allowed() -> ApiError:
     return ApiError(405, "MethodNotAllowed", msg, details={})
 
 
-def unsupported_media_type(accepted: str) -> ApiError:
-    msg = f"the body of the request was in an unknown format - accepted media types include: {accepted}"
-    return ApiError(415, "UnsupportedMediaType", msg, details={})
+def unsupported_media_type() -> ApiError:
+    return ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type", details={})

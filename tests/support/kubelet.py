@@ -3,7 +3,10 @@
 The Job controller turns each Job into a Pod (owned by the Job, with the job-name labels and the
 `batch.kubernetes.io/job-tracking` finalizer) and writes the Job status a v1.36 controller writes:
 active/succeeded/failed counts, startTime, completionTime and the conditions SuccessCriteriaMet +
-Complete, or FailureTarget + Failed with reason BackoffLimitExceeded or DeadlineExceeded.
+Complete, or FailureTarget + Failed with reason BackoffLimitExceeded or DeadlineExceeded. It
+replaces failed pods after `job_backoff` seconds while backoffLimit allows, and deletes finished
+Jobs after ttlSecondsAfterFinished (as the TTL controller does). Not modelled: indexed Jobs,
+podFailurePolicy, successPolicy, suspending a running Job.
 
 The kubelet binds pods to its node and runs the first container's command + args as a local
 process in its own process group (the image is ignored; never through a shell unless the command
@@ -16,9 +19,13 @@ cannot start) and the termination message (at most 4096 bytes).
 Faults: `start_delay` holds pods in Pending; `evict()` kills a pod's process and fails it with
 reason Evicted; `lose_node_of()` is a node lost: the process is killed and the pod is marked
 Failed (DisruptionTarget, DeletionByPodGC) and deleted, as the pod garbage collector does, so the
-Job counts a failure (with backoffLimit 0: Failed, BackoffLimitExceeded) and does not silently
-recreate it. Deleting a pod (e.g. by owner-reference garbage collection of its Job) stops its
-process: SIGTERM, then SIGKILL after min(grace period, `kill_grace`).
+Job counts a failure (with backoffLimit 0: Failed, BackoffLimitExceeded; with more, a new
+pod). Deleting a pod (e.g. by owner-reference garbage collection of its Job) stops its process:
+SIGTERM, then SIGKILL after min(grace period, `kill_grace`).
+
+Only the first container runs; a pod without command runs its args; restartPolicy
+OnFailure/Always restarts the process in place up to `max_restarts` times, then the pod ends
+with the last exit (real kubelets back off forever).
 
 Everything runs on the emulator's event loop, talks to its store directly (so fault injection
 and request counts only see the clients under test), and `stop()` kills every process.
@@ -61,8 +68,27 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 
 def _condition(kind: str, reason: str, message: str, when: str) -> Obj:
-    return {"type": kind, "status": "True", "reason": reason, "message": message,
-            "lastProbeTime": when, "lastTransitionTime": when}
+    return {
+        "type": kind,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": when,
+        "lastTransitionTime": when,
+    }
+
+
+def _start_error(started: str, message: str) -> Obj:
+    """The state of a container whose process could not be started (as containerd reports it)."""
+    return {
+        "terminated": {
+            "exitCode": 128,
+            "reason": "StartError",
+            "startedAt": started,
+            "finishedAt": now_ts(),
+            "message": message,
+        }
+    }
 
 
 def _finished(job: Obj) -> str | None:
@@ -187,7 +213,9 @@ class Kubelet:
 
     # -- test controls ---------------------------------------------------------------------------
 
-    def evict(self, namespace: str, name: str, message: str = "The node was low on resource: memory.") -> None:
+    def evict(
+        self, namespace: str, name: str, message: str = "The node was low on resource: memory."
+    ) -> None:
         """Kubelet eviction: kill the process; the pod fails with reason Evicted."""
         self.apiserver.call(self._disrupt, namespace, name, "evict", message)
 
@@ -199,12 +227,16 @@ class Kubelet:
         """(namespace, name) of pods whose process is alive right now."""
 
         def alive() -> list[Key]:
-            return sorted(k for k, r in self.runs.items() if r.proc is not None and r.proc.returncode is None)
+            return sorted(
+                k for k, r in self.runs.items() if r.proc is not None and r.proc.returncode is None
+            )
 
         return self.apiserver.call(alive)
 
     def pids(self) -> list[int]:
-        return self.apiserver.call(lambda: [r.proc.pid for r in self.runs.values() if r.proc is not None])
+        return self.apiserver.call(
+            lambda: [r.proc.pid for r in self.runs.values() if r.proc is not None]
+        )
 
     # -- event intake ----------------------------------------------------------------------------
 
@@ -260,7 +292,9 @@ class Kubelet:
                 return
         spec = pod.get("spec") or {}
         if not spec.get("nodeName"):
-            if spec.get("schedulerName", "default-scheduler") == "default-scheduler" and not terminating(pod):
+            if spec.get(
+                "schedulerName", "default-scheduler"
+            ) == "default-scheduler" and not terminating(pod):
                 self._bind(pod)
             return
         if spec["nodeName"] != self.node_name:
@@ -270,7 +304,10 @@ class Kubelet:
             if run is not None and run.proc is not None and run.proc.returncode is None:
                 if run.killed_by is None:
                     run.killed_by = "delete"
-                    grace = min(float(pod["metadata"].get("deletionGracePeriodSeconds") or 0), self.kill_grace)
+                    grace = min(
+                        float(pod["metadata"].get("deletionGracePeriodSeconds") or 0),
+                        self.kill_grace,
+                    )
                     asyncio.get_running_loop().create_task(self._terminate(run, grace))
             elif run is None or run.task is None or run.task.done():
                 if _phase(pod) not in ("Succeeded", "Failed"):
@@ -286,15 +323,21 @@ class Kubelet:
     def _fail_unstarted(self, pod: Obj) -> None:
         """A pod deleted before its process ran ends Failed, as the kubelet reports it."""
         when = now_ts()
-        terminated = {"exitCode": 137, "reason": "ContainerStatusUnknown", "startedAt": when,
-                      "finishedAt": when,
-                      "message": "The container could not be located when the pod was terminated"}
+        terminated = {
+            "exitCode": 137,
+            "reason": "ContainerStatusUnknown",
+            "startedAt": when,
+            "finishedAt": when,
+            "message": "The container could not be located when the pod was terminated",
+        }
 
         def fail(o: Obj) -> None:
             status = o.setdefault("status", {})
             status["phase"] = "Failed"
-            status["containerStatuses"] = [self._container_status(c, {"terminated": terminated}, 0)
-                                           for c in (o.get("spec") or {}).get("containers") or [{}]]
+            status["containerStatuses"] = [
+                self._container_status(c, {"terminated": terminated}, 0)
+                for c in (o.get("spec") or {}).get("containers") or [{}]
+            ]
 
         self._write_status(pod, fail)
 
@@ -306,10 +349,19 @@ class Kubelet:
             o["spec"]["nodeName"] = self.node_name
 
         def scheduled(o: Obj) -> None:
-            conditions = [c for c in (o.setdefault("status", {}).get("conditions") or [])
-                          if c.get("type") != "PodScheduled"]
-            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                               "lastTransitionTime": when})
+            conditions = [
+                c
+                for c in (o.setdefault("status", {}).get("conditions") or [])
+                if c.get("type") != "PodScheduled"
+            ]
+            conditions.append(
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": when,
+                }
+            )
             o["status"]["conditions"] = conditions
 
         self.store.mutate(self.pods, m["namespace"], m["name"], bind)
@@ -346,40 +398,77 @@ class Kubelet:
         when = now_ts()
         containers = (pod.get("spec") or {}).get("containers") or [{}]
         if how == "evict":
-            reason, condition = "Evicted", ("TerminationByKubelet", "Pod was evicted by the kubelet")
+            reason, condition = (
+                "Evicted",
+                ("TerminationByKubelet", "Pod was evicted by the kubelet"),
+            )
             terminated = {"exitCode": 137, "reason": "Error"}
         else:
             reason, condition = "NodeLost", ("DeletionByPodGC", "PodGC: node no longer exists")
-            message = message or f"Node {self.node_name} which was running pod {m['name']} is unresponsive"
-            terminated = {"exitCode": 137, "reason": "ContainerStatusUnknown",
-                          "message": "The container could not be located when the pod was terminated"}
+            message = (
+                message
+                or f"Node {self.node_name} which was running pod {m['name']} is unresponsive"
+            )
+            terminated = {
+                "exitCode": 137,
+                "reason": "ContainerStatusUnknown",
+                "message": "The container could not be located when the pod was terminated",
+            }
         terminated = {**terminated, "startedAt": started or when, "finishedAt": when}
 
         def fail(o: Obj) -> None:
             status = o.setdefault("status", {})
             status.update(phase="Failed", reason=reason, message=message)
-            status["conditions"] = [c for c in status.get("conditions") or []
-                                    if c.get("type") not in ("Ready", "ContainersReady", "DisruptionTarget")]
-            status["conditions"] += [
-                {"type": "DisruptionTarget", "status": "True", "reason": condition[0],
-                 "message": condition[1], "lastTransitionTime": when},
-                {"type": "Ready", "status": "False", "reason": "PodFailed", "lastTransitionTime": when},
-                {"type": "ContainersReady", "status": "False", "reason": "PodFailed", "lastTransitionTime": when},
+            status["conditions"] = [
+                c
+                for c in status.get("conditions") or []
+                if c.get("type") not in ("Ready", "ContainersReady", "DisruptionTarget")
             ]
-            status["containerStatuses"] = [self._container_status(c, {"terminated": terminated}, 0)
-                                           for c in containers]
+            status["conditions"] += [
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": condition[0],
+                    "message": condition[1],
+                    "lastTransitionTime": when,
+                },
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "PodFailed",
+                    "lastTransitionTime": when,
+                },
+                {
+                    "type": "ContainersReady",
+                    "status": "False",
+                    "reason": "PodFailed",
+                    "lastTransitionTime": when,
+                },
+            ]
+            status["containerStatuses"] = [
+                self._container_status(c, {"terminated": terminated}, 0) for c in containers
+            ]
 
         self.store.mutate(self.pods, m["namespace"], m["name"], fail, subresource="status")
         if how == "lost" and self.store.find(self.pods, m["namespace"], m["name"]) is not None:
             self.store.delete(self.pods, m["namespace"], m["name"], {"gracePeriodSeconds": 0})
 
-    def _container_status(self, container: Obj, state: Obj, restarts: int, last: Obj | None = None) -> Obj:
+    def _container_status(
+        self, container: Obj, state: Obj, restarts: int, last: Obj | None = None
+    ) -> Obj:
         image = str(container.get("image", ""))
         running = "running" in state
-        return {"name": container.get("name", ""), "image": image,
-                "imageID": f"sim://{image}", "containerID": f"sim://{container.get('name', '')}",
-                "ready": running, "started": running, "restartCount": restarts,
-                "state": state, "lastState": last or {}}
+        return {
+            "name": container.get("name", ""),
+            "image": image,
+            "imageID": f"sim://{image}",
+            "containerID": f"sim://{container.get('name', '')}",
+            "ready": running,
+            "started": running,
+            "restartCount": restarts,
+            "state": state,
+            "lastState": last or {},
+        }
 
     def _write_status(self, pod: Obj, change: Callable[[Obj], None]) -> None:
         m = pod["metadata"]
@@ -401,7 +490,7 @@ class Kubelet:
                 final = await self._run_container(run, pod, restarts, last_state)
                 policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
                 code = final["terminated"]["exitCode"]
-                again = (policy == "Always" or (policy == "OnFailure" and code != 0))
+                again = policy == "Always" or (policy == "OnFailure" and code != 0)
                 if not again or run.killed_by is not None or restarts >= self.max_restarts:
                     break
                 restarts, last_state = restarts + 1, final
@@ -416,7 +505,9 @@ class Kubelet:
             if self._started:
                 self._enqueue("pod", namespace, name)
 
-    def _report(self, pod: Obj, phase: str, state: Obj, restarts: int, last: Obj | None, run: _Run) -> None:
+    def _report(
+        self, pod: Obj, phase: str, state: Obj, restarts: int, last: Obj | None, run: _Run
+    ) -> None:
         when = now_ts()
         containers = (pod.get("spec") or {}).get("containers") or [{}]
 
@@ -424,16 +515,31 @@ class Kubelet:
             status = o.setdefault("status", {})
             status["phase"] = phase
             if run.killed_by == "deadline":
-                status.update(reason="DeadlineExceeded",
-                              message=f"Pod was active on the node longer than the specified deadline")
+                status.update(
+                    reason="DeadlineExceeded",
+                    message="Pod was active on the node longer than the specified deadline",
+                )
             reason = "PodCompleted" if phase == "Succeeded" else "PodFailed"
-            status["conditions"] = [c for c in status.get("conditions") or []
-                                    if c.get("type") not in ("Ready", "ContainersReady")] + [
-                {"type": t, "status": "False", "reason": reason, "lastProbeTime": None,
-                 "lastTransitionTime": when} for t in ("Ready", "ContainersReady")]
-            status["containerStatuses"] = [self._container_status(containers[0], state, restarts, last)] + [
+            status["conditions"] = [
+                c
+                for c in status.get("conditions") or []
+                if c.get("type") not in ("Ready", "ContainersReady")
+            ] + [
+                {
+                    "type": t,
+                    "status": "False",
+                    "reason": reason,
+                    "lastProbeTime": None,
+                    "lastTransitionTime": when,
+                }
+                for t in ("Ready", "ContainersReady")
+            ]
+            status["containerStatuses"] = [
+                self._container_status(containers[0], state, restarts, last)
+            ] + [
                 self._container_status(c, {"terminated": {"exitCode": 0, "reason": "Completed"}}, 0)
-                for c in containers[1:]]
+                for c in containers[1:]
+            ]
 
         self._write_status(pod, finish)
 
@@ -446,22 +552,31 @@ class Kubelet:
         message_file = home / f"termination-log-{restarts}"
         message_file.touch()
         env = self._env(pod, container, str(message_file), str(home))
-        argv = [expand(str(a), env) for a in (container.get("command") or []) + (container.get("args") or [])]
+        argv = [
+            expand(str(a), env)
+            for a in (container.get("command") or []) + (container.get("args") or [])
+        ]
         started = now_ts()
         log_path = self.logs.setdefault(run.key, home / "log.txt")
         if not argv:
-            return {"terminated": {"exitCode": 128, "reason": "StartError", "startedAt": started,
-                                   "finishedAt": now_ts(), "message": "no command specified"}}
+            return _start_error(started, "no command specified")
         try:
             with log_path.open("ab") as out:
                 run.proc = await asyncio.create_subprocess_exec(
-                    *argv, env=env, cwd=container.get("workingDir") or str(home), stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                    *argv,
+                    env=env,
+                    cwd=container.get("workingDir") or str(home),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
         except OSError as exc:
-            return {"terminated": {"exitCode": 128, "reason": "StartError", "startedAt": started,
-                                   "finishedAt": now_ts(), "message": f"exec: {exc}"}}
+            return _start_error(started, f"exec: {exc}")
         running = {"running": {"startedAt": started}}
-        self._write_status(pod, lambda o: self._mark_running(o, container, running, restarts, last, started))
+        self._write_status(
+            pod, lambda o: self._mark_running(o, container, running, restarts, last, started)
+        )
         await self._wait(run, pod)
         code = run.proc.returncode
         assert code is not None
@@ -470,26 +585,41 @@ class Kubelet:
             reason = "OOMKilled"
         else:
             reason = "Completed" if code == 0 else "Error"
-        terminated: Obj = {"exitCode": exit_code, "reason": reason, "startedAt": started, "finishedAt": now_ts(),
-                           "containerID": f"sim://{container.get('name', '')}"}
+        terminated: Obj = {
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": started,
+            "finishedAt": now_ts(),
+            "containerID": f"sim://{container.get('name', '')}",
+        }
         message = self._message(message_file, container, log_path, code)
         if message:
             terminated["message"] = message
         return {"terminated": terminated}
 
-    def _mark_running(self, o: Obj, container: Obj, state: Obj, restarts: int, last: Obj | None,
-                      started: str) -> None:
+    def _mark_running(
+        self, o: Obj, container: Obj, state: Obj, restarts: int, last: Obj | None, started: str
+    ) -> None:
         status = o.setdefault("status", {})
-        status.update(phase="Running", hostIP="127.0.0.1", podIP="127.0.0.1",
-                      hostIPs=[{"ip": "127.0.0.1"}], podIPs=[{"ip": "127.0.0.1"}])
+        status.update(
+            phase="Running",
+            hostIP="127.0.0.1",
+            podIP="127.0.0.1",
+            hostIPs=[{"ip": "127.0.0.1"}],
+            podIPs=[{"ip": "127.0.0.1"}],
+        )
         status.setdefault("startTime", started)
         kept = [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]
         status["conditions"] = kept + [
             {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": started}
-            for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")]
+            for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
+        ]
         containers = (o.get("spec") or {}).get("containers") or [container]
-        status["containerStatuses"] = [self._container_status(containers[0], state, restarts, last)] + [
-            self._container_status(c, {"waiting": {"reason": "NotRun"}}, 0) for c in containers[1:]]
+        status["containerStatuses"] = [
+            self._container_status(containers[0], state, restarts, last)
+        ] + [
+            self._container_status(c, {"waiting": {"reason": "NotRun"}}, 0) for c in containers[1:]
+        ]
 
     async def _wait(self, run: _Run, pod: Obj) -> None:
         """Wait for the process, enforcing the pod's activeDeadlineSeconds and max_runtime."""
@@ -512,7 +642,11 @@ class Kubelet:
     def _message(path: Path, container: Obj, log_path: Path, code: int) -> str:
         with path.open("rb") as f:
             data = f.read(MESSAGE_LIMIT)
-        if not data.strip() and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        if (
+            not data.strip()
+            and code != 0
+            and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        ):
             with log_path.open("rb") as f:
                 f.seek(max(0, log_path.stat().st_size - 2048))
                 data = f.read()
@@ -522,8 +656,12 @@ class Kubelet:
         """The container's environment: a PATH that finds this venv's python, then the pod's env."""
         m = pod["metadata"]
         bin_dir = str(Path(sys.executable).parent)
-        env = {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
-               "HOSTNAME": m["name"], "HOME": home, "LANG": "C.UTF-8"}
+        env = {
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOSTNAME": m["name"],
+            "HOME": home,
+            "LANG": "C.UTF-8",
+        }
         namespace = m["namespace"]
         for source in container.get("envFrom") or []:
             ref = source.get("configMapRef") or source.get("secretRef")
@@ -554,7 +692,10 @@ class Kubelet:
         secret = self.store.find(self.store.storage[("", "secrets")], namespace, name)
         if secret is None:
             return None
-        decoded = {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (secret.get("data") or {}).items()}
+        decoded = {
+            k: base64.b64decode(v).decode("utf-8", "replace")
+            for k, v in (secret.get("data") or {}).items()
+        }
         return {**decoded, **(secret.get("stringData") or {})}
 
     def _value_from(self, source: Obj, pod: Obj) -> str | None:
@@ -563,11 +704,17 @@ class Kubelet:
         if field:
             label = re.match(r"metadata\.(labels|annotations)\['(.+)'\]$", field)
             if label:
-                return (m.get(label.group(1)) or {}).get(label.group(2))
-            values = {"metadata.name": m["name"], "metadata.namespace": m["namespace"], "metadata.uid": m["uid"],
-                      "spec.nodeName": self.node_name, "spec.serviceAccountName":
-                      (pod.get("spec") or {}).get("serviceAccountName"), "status.podIP": "127.0.0.1",
-                      "status.hostIP": "127.0.0.1"}
+                found = (m.get(label.group(1)) or {}).get(label.group(2))
+                return None if found is None else str(found)
+            values: dict[str, str | None] = {
+                "metadata.name": m["name"],
+                "metadata.namespace": m["namespace"],
+                "metadata.uid": m["uid"],
+                "spec.nodeName": self.node_name,
+                "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName"),
+                "status.podIP": "127.0.0.1",
+                "status.hostIP": "127.0.0.1",
+            }
             return values.get(field)
         for kind in ("configMapKeyRef", "secretKeyRef"):
             ref = source.get(kind)
@@ -602,8 +749,13 @@ class Kubelet:
         out = []
         for ref in sorted(self.store.dependents.get(uid, set())):
             obj = self.store.resolve(ref)
-            if obj is not None and ref[0] == self.pods.key and any(
-                r.get("uid") == uid and r.get("controller") for r in obj["metadata"].get("ownerReferences") or []
+            if (
+                obj is not None
+                and ref[0] == self.pods.key
+                and any(
+                    r.get("uid") == uid and r.get("controller")
+                    for r in obj["metadata"].get("ownerReferences") or []
+                )
             ):
                 out.append(obj)
         return out
@@ -612,20 +764,25 @@ class Kubelet:
         if not self.job_controller:
             return
         job = self.store.find(self.jobs, namespace, name)
-        if job is None or terminating(job):
+        if job is None or terminating(job) or self._expire(job):
             return
         spec, status = job.get("spec") or {}, dict(job.get("status") or {})
         pods = self._job_pods(job)
         succeeded, failed = int(status.get("succeeded") or 0), int(status.get("failed") or 0)
         counted = []
         for pod in pods:
-            if JOB_TRACKING in (pod["metadata"].get("finalizers") or []) and _phase(pod) in ("Succeeded", "Failed"):
+            if JOB_TRACKING in (pod["metadata"].get("finalizers") or []) and _phase(pod) in (
+                "Succeeded",
+                "Failed",
+            ):
                 counted.append(pod)
                 if _phase(pod) == "Succeeded":
                     succeeded += 1
                 else:
                     failed += 1
-        active = [p for p in pods if _phase(p) not in ("Succeeded", "Failed") and not terminating(p)]
+        active = [
+            p for p in pods if _phase(p) not in ("Succeeded", "Failed") and not terminating(p)
+        ]
         stopping = [p for p in pods if _phase(p) not in ("Succeeded", "Failed") and terminating(p)]
         when = now_ts()
         conditions = list(status.get("conditions") or [])
@@ -639,17 +796,40 @@ class Kubelet:
         if not finished and "FailureTarget" not in types and "SuccessCriteriaMet" not in types:
             deadline = spec.get("activeDeadlineSeconds")
             if failed > int(spec.get("backoffLimit", 6)):
-                conditions.append(_condition("FailureTarget", "BackoffLimitExceeded",
-                                             "Job has reached the specified backoff limit", when))
+                conditions.append(
+                    _condition(
+                        "FailureTarget",
+                        "BackoffLimitExceeded",
+                        "Job has reached the specified backoff limit",
+                        when,
+                    )
+                )
             elif succeeded >= (completions or 1) and (completions is not None or not active):
-                conditions.append(_condition("SuccessCriteriaMet", "CompletionsReached",
-                                             "Reached expected number of succeeded pods", when))
+                conditions.append(
+                    _condition(
+                        "SuccessCriteriaMet",
+                        "CompletionsReached",
+                        "Reached expected number of succeeded pods",
+                        when,
+                    )
+                )
             elif deadline is not None and time.time() - parse_ts(start) >= float(deadline):
-                conditions.append(_condition("FailureTarget", "DeadlineExceeded",
-                                             "Job was active longer than specified deadline", when))
+                conditions.append(
+                    _condition(
+                        "FailureTarget",
+                        "DeadlineExceeded",
+                        "Job was active longer than specified deadline",
+                        when,
+                    )
+                )
             elif deadline is not None:
-                self._later(float(deadline) - (time.time() - parse_ts(start)) + 0.01, "job", namespace, name)
-        target = next((c for c in conditions if c.get("type") in ("FailureTarget", "SuccessCriteriaMet")), None)
+                self._later(
+                    float(deadline) - (time.time() - parse_ts(start)) + 0.01, "job", namespace, name
+                )
+        target = next(
+            (c for c in conditions if c.get("type") in ("FailureTarget", "SuccessCriteriaMet")),
+            None,
+        )
         if target is not None and not finished:
             for pod in active:  # stop what still runs; the kubelet kills the process
                 self.store.delete(self.pods, namespace, pod["metadata"]["name"])
@@ -658,14 +838,23 @@ class Kubelet:
             if not stopping:
                 final = "Failed" if target["type"] == "FailureTarget" else "Complete"
                 conditions.append(_condition(final, target["reason"], target["message"], when))
-                self._event(job, "Normal" if final == "Complete" else "Warning",
-                            "Completed" if final == "Complete" else target["reason"],
-                            "Job completed" if final == "Complete" else target["message"])
+                self._event(
+                    job,
+                    "Normal" if final == "Complete" else "Warning",
+                    "Completed" if final == "Complete" else target["reason"],
+                    "Job completed" if final == "Complete" else target["message"],
+                )
                 finished = final
         elif not finished and not spec.get("suspend"):
-            want = min(int(spec.get("parallelism", 1)), (completions or 1) - succeeded) - len(active) - len(stopping)
+            want = (
+                min(int(spec.get("parallelism", 1)), (completions or 1) - succeeded)
+                - len(active)
+                - len(stopping)
+            )
             if want > 0 and failed and counted:
-                self._later(self.job_backoff, "job", namespace, name)  # replace failures after a backoff
+                self._later(
+                    self.job_backoff, "job", namespace, name
+                )  # replace failures after a backoff
                 want = 0
             for _ in range(max(0, want)):
                 pod = self._create_pod(job)
@@ -675,36 +864,74 @@ class Kubelet:
         new_status = {k: v for k, v in status.items() if k not in ("active", "succeeded", "failed")}
         counts = {"active": len(active), "succeeded": succeeded, "failed": failed}
         new_status.update({k: v for k, v in counts.items() if v})  # zero counters are omitted
-        new_status.update(startTime=start, ready=sum(1 for p in active if _phase(p) == "Running"),
-                          terminating=len(stopping), uncountedTerminatedPods={}, conditions=conditions)
+        new_status.update(
+            startTime=start,
+            ready=sum(1 for p in active if _phase(p) == "Running"),
+            terminating=len(stopping),
+            uncountedTerminatedPods={},
+            conditions=conditions,
+        )
         if finished == "Complete":
             new_status.setdefault("completionTime", when)
         if not conditions:
             del new_status["conditions"]
         if new_status != job.get("status"):
-            self.store.mutate(self.jobs, namespace, name, lambda o: o.__setitem__("status", new_status),
-                              subresource="status")
+            self.store.mutate(
+                self.jobs,
+                namespace,
+                name,
+                lambda o: o.__setitem__("status", new_status),
+                subresource="status",
+            )
         for pod in counted:
             self.store.remove_finalizer(self.pods, pod, JOB_TRACKING)
+
+    def _expire(self, job: Obj) -> bool:
+        """The TTL-after-finished controller: delete a finished Job once its TTL has passed."""
+        ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
+        if ttl is None or not _finished(job):
+            return False
+        conditions = (job.get("status") or {}).get("conditions") or []
+        done = next(c for c in conditions if c.get("type") in ("Complete", "Failed"))
+        left = float(ttl) - (time.time() - parse_ts(done["lastTransitionTime"]))
+        m = job["metadata"]
+        if left > 0:
+            self._later(left, "job", m["namespace"], m["name"])
+            return False
+        self.store.delete(self.jobs, m["namespace"], m["name"], {"propagationPolicy": "Foreground"})
+        return True
 
     def _create_pod(self, job: Obj) -> Obj | None:
         m = job["metadata"]
         template = (job.get("spec") or {}).get("template") or {}
         tmeta = template.get("metadata") or {}
-        body = {
-            "apiVersion": "v1", "kind": "Pod",
+        body: Obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
             "metadata": {
-                "generateName": f"{m['name']}-", "labels": dict(tmeta.get("labels") or {}),
-                "annotations": dict(tmeta.get("annotations") or {}), "finalizers": [JOB_TRACKING],
-                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": m["name"],
-                                     "uid": m["uid"], "controller": True, "blockOwnerDeletion": True}],
+                "generateName": f"{m['name']}-",
+                "labels": dict(tmeta.get("labels") or {}),
+                "annotations": dict(tmeta.get("annotations") or {}),
+                "finalizers": [JOB_TRACKING],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": m["name"],
+                        "uid": m["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
             },
             "spec": dict(template.get("spec") or {}),
         }
         if not body["metadata"]["annotations"]:
             del body["metadata"]["annotations"]
         try:
-            pod, _ = self.store.create(self.pods, m["namespace"], body, manager="kube-controller-manager")
+            pod, _ = self.store.create(
+                self.pods, m["namespace"], body, manager="kube-controller-manager"
+            )
         except ApiError as exc:
             self._event(job, "Warning", "FailedCreate", f"Error creating: {exc.message}")
             self._later(1.0, "job", m["namespace"], m["name"])
@@ -717,12 +944,21 @@ class Kubelet:
         when = now_ts()
         body = {
             "metadata": {"generateName": f"{m['name']}.", "namespace": m["namespace"]},
-            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": m["name"],
-                               "namespace": m["namespace"], "uid": m["uid"]},
-            "reason": reason, "message": message, "type": kind, "count": 1, "firstTimestamp": when,
-            "lastTimestamp": when, "source": {"component": "job-controller"},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": m["name"],
+                "namespace": m["namespace"],
+                "uid": m["uid"],
+            },
+            "reason": reason,
+            "message": message,
+            "type": kind,
+            "count": 1,
+            "firstTimestamp": when,
+            "lastTimestamp": when,
+            "source": {"component": "job-controller"},
             "reportingComponent": "job-controller",
         }
         with contextlib.suppress(ApiError):
             self.store.create(self.events, m["namespace"], body, manager="kube-controller-manager")
-

@@ -7,6 +7,7 @@ runs), so deleting a run never waits for the operator.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -18,16 +19,20 @@ from kopflow.api.workflow import GROUP, VERSION
 from kopflow.controller.kube import Kube, load_client
 from kopflow.controller.leader import LeaderElector
 from kopflow.controller.supervisor import Supervisor
+from kopflow.controller.watch import Watcher
 
 RUN_LABEL = "kopflow.dev/run"
-OPTIONS: dict[str, Any] = {"leader_elect": False, "lease_namespace": None, "lease_seconds": 15}
+OPTIONS: dict[str, Any] = {
+    "leader_elect": False,
+    "lease_namespace": None,
+    "lease_seconds": 15,
+    "namespaces": [],
+}
 
 
-def configure(leader_elect: bool, lease_namespace: str | None, lease_seconds: int) -> None:
+def configure(**options: Any) -> None:
     """Options from the command line, read at startup."""
-    OPTIONS.update(
-        leader_elect=leader_elect, lease_namespace=lease_namespace, lease_seconds=lease_seconds
-    )
+    OPTIONS.update(options)
 
 
 @kopf.on.startup()
@@ -41,8 +46,34 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    # kopf waits batch_window for more events of the same object before handling them: for
+    # Job and Pod events that is pure latency between a task finishing and the next starting
+    settings.batching.batch_window = 0.005
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kopflow-api")
+    )
     kube = Kube(load_client())
     memo.supervisor = Supervisor(kube, active=not OPTIONS["leader_elect"])
+    supervisor = memo.supervisor
+    namespaces = OPTIONS["namespaces"] or None
+    memo.watchers = [
+        asyncio.create_task(
+            Watcher(
+                kube.client.configuration,
+                path,
+                "" if "workflowruns" in path else RUN_LABEL,
+                on_event,
+                on_relist,
+                namespaces,
+            ).run(),
+            name=f"watch {path}",
+        )
+        for path, on_event, on_relist in (
+            (f"/apis/{GROUP}/{VERSION}/workflowruns", supervisor.on_run, supervisor.relist_runs),
+            ("/apis/batch/v1/jobs", supervisor.on_job, supervisor.relist_jobs),
+            ("/api/v1/pods", supervisor.on_pod, supervisor.relist_pods),
+        )
+    ]
     if OPTIONS["leader_elect"]:
         namespace = OPTIONS["lease_namespace"] or os.environ.get("POD_NAMESPACE") or "default"
         elector = LeaderElector(
@@ -57,27 +88,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    elector = getattr(memo, "elector", None)
-    if elector is not None:
-        elector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await elector
+    tasks = [*getattr(memo, "watchers", ()), getattr(memo, "elector", None)]
+    for task in tasks:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     await memo.supervisor.stop()
-
-
-@kopf.on.event(GROUP, VERSION, "workflowruns")
-async def run_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.supervisor.on_run(event.get("type"), dict(event["object"]))
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={RUN_LABEL: kopf.PRESENT})
-async def job_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.supervisor.on_job(event.get("type"), dict(event["object"]))
-
-
-@kopf.on.event("", "v1", "pods", labels={RUN_LABEL: kopf.PRESENT})
-async def pod_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    memo.supervisor.on_pod(event.get("type"), dict(event["object"]))
 
 
 @kopf.on.event(GROUP, VERSION, "workflows")

@@ -6,9 +6,11 @@ Pod change names the run to wake (through the Job's owner reference).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from kopflow.engine.observations import Observation
+from kopflow.engine.times import parse_time
 from kopflow.executors.kubernetes import JOB_NAME_LABEL, finished, observe, terminated
 
 RunKey = tuple[str, str]
@@ -20,6 +22,26 @@ def _owner_run(job: dict[str, Any]) -> str | None:
         if ref.get("kind") == "WorkflowRun":
             return str(ref.get("name"))
     return None
+
+
+def _newer(pod: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    """Whether pod supersedes the indexed one: a later version of the same Pod, or a Pod
+    created later (a Job's replacement Pod). Times are compared parsed: a Pod read through
+    the client has `+00:00` where the watch has `Z`."""
+    if current is None:
+        return True
+    new, old = pod["metadata"], current["metadata"]
+    if new.get("uid") == old.get("uid"):
+        try:
+            return int(new.get("resourceVersion", 0)) >= int(old.get("resourceVersion", 0))
+        except ValueError:
+            return True
+    return _created(new) >= _created(old)
+
+
+def _created(meta: dict[str, Any]) -> datetime:
+    value = meta.get("creationTimestamp")
+    return parse_time(value) if isinstance(value, str) else datetime.min.replace(tzinfo=UTC)
 
 
 class AttemptIndex:
@@ -54,16 +76,29 @@ class AttemptIndex:
             current = self.pods.get(key)
             if current is not None and current["metadata"].get("uid") == meta.get("uid"):
                 self.pods.pop(key, None)
-        else:
-            current = self.pods.get(key)
-            newer = current is None or str(meta.get("creationTimestamp", "")) >= str(
-                current["metadata"].get("creationTimestamp", "")
-            )
-            if newer:
-                self.pods[key] = pod
+        elif _newer(pod, self.pods.get(key)):
+            self.pods[key] = pod
         job = self.jobs.get(key)
         run = _owner_run(job) if job else None
         return (key[0], run) if run else None
+
+    def relist_jobs(self, namespace: str, jobs: list[dict[str, Any]]) -> list[RunKey]:
+        """Replace the Jobs of namespace ("" = all) with a fresh list (first list, 410 Gone);
+        return the runs to wake."""
+        self.jobs = {k: v for k, v in self.jobs.items() if namespace and k[0] != namespace}
+        for job in jobs:
+            self.jobs[(job["metadata"]["namespace"], job["metadata"]["name"])] = job
+        return sorted({k for j in jobs if (k := self._run_of_job(j)) is not None})
+
+    def relist_pods(self, namespace: str, pods: list[dict[str, Any]]) -> list[RunKey]:
+        """Replace the Pods of namespace ("" = all) with a fresh list; return the runs to wake."""
+        self.pods = {k: v for k, v in self.pods.items() if namespace and k[0] != namespace}
+        return sorted({k for p in pods if (k := self.on_pod("ADDED", p)) is not None})
+
+    @staticmethod
+    def _run_of_job(job: dict[str, Any]) -> RunKey | None:
+        run = _owner_run(job)
+        return (job["metadata"]["namespace"], run) if run else None
 
     def needs_pod(self, namespace: str, job_name: str) -> bool:
         """The Job finished but its Pod's final state has not been seen (the two watches race):

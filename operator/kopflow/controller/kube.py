@@ -56,14 +56,26 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.coordination = kubernetes.client.CoordinationV1Api(client)
+        self._background: set[asyncio.Task[None]] = set()
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
+    async def _write(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """A write whose answer is not needed: skip building client models from it (most of
+        the client's CPU time), just drain the response."""
+
+        def call() -> None:
+            response = fn(*args, _preload_content=False, **kwargs)
+            response.read()
+            response.release_conn()
+
+        await asyncio.to_thread(call)
+
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (a relaunch after a crash: harmless)."""
         try:
-            await self._call(self.batch.create_namespaced_job, namespace, body)
+            await self._write(self.batch.create_namespaced_job, namespace, body)
         except ApiException as err:
             if already_exists(err):
                 return False
@@ -73,7 +85,7 @@ class Kube:
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and, in the background, its Pod; a Job already gone is fine."""
         try:
-            await self._call(
+            await self._write(
                 self.batch.delete_namespaced_job,
                 name,
                 namespace,
@@ -140,7 +152,7 @@ class Kube:
 
     async def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One JSON merge patch of the status subresource."""
-        await self._call(
+        await self._write(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -153,7 +165,7 @@ class Kube:
     async def patch_workflow_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> None:
-        await self._call(
+        await self._write(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -203,7 +215,16 @@ class Kube:
             "count": 1,
         }
         with contextlib.suppress(ApiException):
-            await self._call(self.core.create_namespaced_event, meta["namespace"], body)
+            await self._write(self.core.create_namespaced_event, meta["namespace"], body)
+
+    def post_event_later(
+        self, involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
+    ) -> None:
+        """Post an Event without making the caller wait: Events are for people, status is
+        what decides, so they must never delay the next Job."""
+        task = asyncio.create_task(self.post_event(involved, type_, reason, message, now))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def get_cache(self, namespace: str, key: str, now: datetime) -> CacheEntry | None:
         """A live cache entry from kopflow's own ConfigMap, or None."""

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         leader_elect=args.leader_elect,
         lease_namespace=args.lease_namespace,
         lease_seconds=args.lease_seconds,
+        namespaces=args.namespace,
     )
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     asyncio.run(

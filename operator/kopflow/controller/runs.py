@@ -148,7 +148,7 @@ class RunWorker:
             await self.kube.patch_run_status(self.namespace, self.name, decision.status.dump())
             self.written = decision.status
         for event in decision.events:
-            await self.kube.post_event(self.body, event.type, event.reason, event.message, now)
+            self.kube.post_event_later(self.body, event.type, event.reason, event.message, now)
         if decision.finished:
             return await self._expire(decision.status)
         return decision.requeue_at
@@ -216,7 +216,7 @@ class RunWorker:
         )
         await self.kube.patch_run_status(self.namespace, self.name, status.dump())
         self.written = status
-        await self.kube.post_event(self.body, "Warning", "RunInvalid", shown, _now())
+        self.kube.post_event_later(self.body, "Warning", "RunInvalid", shown, _now())
 
     async def _carry_out(self, decision: Decision, now: datetime) -> None:
         launches = [a for a in decision.actions if isinstance(a, Launch)]

@@ -16,6 +16,13 @@ from kopflow.controller.workflows import validity
 logger = logging.getLogger("kopflow.supervisor")
 
 
+def _wakes(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a new body of a run needs a reconcile: a new spec generation (cancel, suspend),
+    deletion, or another object under the same name; a status-only change is our own write."""
+    a, b = old.get("metadata", {}), new.get("metadata", {})
+    return any(a.get(k) != b.get(k) for k in ("generation", "uid", "deletionTimestamp"))
+
+
 class Supervisor:
     """Owns the workers; every method is called from kopf's event loop."""
 
@@ -61,6 +68,9 @@ class Supervisor:
         if not self.active:
             return
         worker = self.workers.get(key)
+        if worker is not None and not _wakes(worker.body, body):
+            worker.body = body  # our own status write coming back: nothing to do
+            return
         if worker is None or worker.body.get("metadata", {}).get("uid") != meta.get("uid"):
             worker = self.workers[key] = RunWorker(key[0], key[1], self.kube, self.index)
             old = self.tasks.pop(key, None)
@@ -108,6 +118,23 @@ class Supervisor:
 
     def on_pod(self, event_type: str | None, body: dict[str, Any]) -> None:
         self._wake(self.index.on_pod(event_type, body))
+
+    def relist_runs(self, namespace: str, runs: list[dict[str, Any]]) -> None:
+        """A fresh list of runs: runs that vanished meanwhile count as deleted."""
+        present = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in runs}
+        for key in [k for k in self.bodies if (not namespace or k[0] == namespace)]:
+            if key not in present:
+                self.on_run("DELETED", self.bodies[key])
+        for run in runs:
+            self.on_run("ADDED", run)
+
+    def relist_jobs(self, namespace: str, jobs: list[dict[str, Any]]) -> None:
+        for key in self.index.relist_jobs(namespace, jobs):
+            self._wake(key)
+
+    def relist_pods(self, namespace: str, pods: list[dict[str, Any]]) -> None:
+        for key in self.index.relist_pods(namespace, pods):
+            self._wake(key)
 
     def _wake(self, key: RunKey | None) -> None:
         if key is not None and (worker := self.workers.get(key)) is not None:

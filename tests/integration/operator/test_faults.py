@@ -41,6 +41,7 @@ def test_runs_finish_correctly_under_injected_faults(operator: Operator, kube: K
             assert status["tasks"]["unreliable"]["attempts"] == 3
         else:
             tasks = status["tasks"]
+            assert "outputs" in tasks["extract"], (name, tasks)
             assert tasks["clean"]["outputs"]["rows"] == str(
                 int(tasks["extract"]["outputs"]["rows"]) * 9 // 10
             )

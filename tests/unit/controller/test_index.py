@@ -1,0 +1,70 @@
+"""The operator's in-memory Job/Pod index: routing events to runs, never keeping stale pods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kopflow.controller.index import AttemptIndex
+
+
+def job(name: str, run: str, *conditions: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": name,
+            "ownerReferences": [{"kind": "WorkflowRun", "name": run}],
+        },
+        "status": {"conditions": [{"type": c, "status": "True"} for c in conditions]},
+    }
+
+
+def pod(
+    job_name: str, rv: str, state: dict[str, Any], created: str, uid: str = "p1"
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": f"{job_name}-x",
+            "uid": uid,
+            "resourceVersion": rv,
+            "creationTimestamp": created,
+            "labels": {"batch.kubernetes.io/job-name": job_name},
+        },
+        "status": {"containerStatuses": [{"name": "main", "state": state}]},
+    }
+
+
+DONE = {"terminated": {"exitCode": 0, "message": "rows=3\n"}}
+
+
+def test_events_name_the_owning_run() -> None:
+    index = AttemptIndex()
+    assert index.on_pod("ADDED", pod("r-a-1", "1", {"running": {}}, "2026-11-28T08:00:00Z")) is None
+    assert index.on_job("ADDED", job("r-a-1", "r")) == ("ns", "r")
+    assert index.on_pod("MODIFIED", pod("r-a-1", "2", DONE, "2026-11-28T08:00:00Z")) == ("ns", "r")
+    assert index.observe("ns", "r-a-1").outputs == "rows=3\n"
+
+
+def test_a_fetched_pod_replaces_a_stale_watch_copy_whatever_its_time_format() -> None:
+    index = AttemptIndex()
+    index.on_job("ADDED", job("r-a-1", "r", "Complete"))
+    index.on_pod("ADDED", pod("r-a-1", "5", {"running": {}}, "2026-11-28T08:00:00Z"))
+    assert index.needs_pod("ns", "r-a-1")  # the Job says done, the pod copy says running
+    index.on_pod("ADDED", pod("r-a-1", "9", DONE, "2026-11-28T08:00:00+00:00"))
+    assert not index.needs_pod("ns", "r-a-1")
+    assert index.observe("ns", "r-a-1").outputs == "rows=3\n"
+    # an older version arriving late never wins
+    index.on_pod("MODIFIED", pod("r-a-1", "7", {"running": {}}, "2026-11-28T08:00:00Z"))
+    assert index.observe("ns", "r-a-1").state == "succeeded"
+
+
+def test_relist_replaces_only_its_namespace_and_deleted_runs_are_forgotten() -> None:
+    index = AttemptIndex()
+    index.on_job("ADDED", job("r-a-1", "r"))
+    other = job("q-a-1", "q")
+    other["metadata"]["namespace"] = "other"
+    index.on_job("ADDED", other)
+    assert index.relist_jobs("ns", []) == []
+    assert ("other", "q-a-1") in index.jobs and ("ns", "r-a-1") not in index.jobs
+    index.forget_run("other", "q")
+    assert index.jobs == {}

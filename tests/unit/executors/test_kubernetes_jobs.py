@@ -1,0 +1,131 @@
+"""Jobs from Launches and Observations from Jobs/Pods: the operator's two translations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kopflow.api.workflow import EnvVar, PodSettings, Script
+from kopflow.engine.decisions import Launch
+from kopflow.executors.kubernetes import SCRIPT_RUNNER, build_job, observe
+
+RUN = {"metadata": {"name": "etl-x", "namespace": "data", "uid": "u-1"}}
+
+
+def launch(**over: Any) -> Launch:
+    base: dict[str, Any] = {
+        "job_name": "etl-x-load-2",
+        "task": "load",
+        "attempt": 2,
+        "image": "python:3.12-slim",
+        "command": ("python3", "-m", "load"),
+        "args": ("--date", "2026-01-01; rm -rf /"),
+        "env": (EnvVar(name="KOPFLOW_RUN", value="etl-x"),),
+        "script": None,
+        "timeout_seconds": 600,
+        "outputs": ("rows",),
+        "labels": {
+            "kopflow.dev/run": "etl-x",
+            "kopflow.dev/task": "load",
+            "kopflow.dev/attempt": "2",
+        },
+        "pod": PodSettings(node_selector={"pool": "batch"}, resources={"limits": {"cpu": "1"}}),
+        "service_account_name": "etl-runner",
+    }
+    return Launch(**{**base, **over})
+
+
+def test_job_is_owned_labelled_and_safe() -> None:
+    job = build_job(launch(), RUN)
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["name"] == "etl-x-load-2" and meta["namespace"] == "data"
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "WorkflowRun",
+            "name": "etl-x",
+            "uid": "u-1",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert meta["labels"]["kopflow.dev/attempt"] == "2"
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 600
+    pod = spec["template"]["spec"]
+    assert spec["template"]["metadata"]["labels"]["kopflow.dev/task"] == "load"
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "etl-runner"
+    assert "automountServiceAccountToken" not in pod
+    assert pod["nodeSelector"] == {"pool": "batch"}
+    (c,) = pod["containers"]
+    assert c["command"] == ["python3", "-m", "load"]
+    assert c["args"] == ["--date", "2026-01-01; rm -rf /"]  # one literal argument, no shell
+    assert c["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert {"name": "KOPFLOW_OUTPUTS", "value": "/dev/termination-log"} in c["env"]
+    assert c["resources"] == {"limits": {"cpu": "1"}}
+
+
+def test_no_service_account_means_no_token() -> None:
+    pod = build_job(launch(service_account_name=None), RUN)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_script_source_travels_as_data_not_shell_code() -> None:
+    source = "import os\nprint(os.environ['X'])  # $(reboot) `id`"
+    job = build_job(
+        launch(command=None, script=Script(command=["python3"], source=source), args=("a b",)),
+        RUN,
+    )
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["sh", "-c", SCRIPT_RUNNER, "kopflow-script", "python3", "a b"]
+    assert "args" not in c
+    assert {"name": "KOPFLOW_SCRIPT", "value": source} in c["env"]
+
+
+def pod(state: dict[str, Any], **status: Any) -> dict[str, Any]:
+    return {"status": {"containerStatuses": [{"name": "main", "state": state}], **status}}
+
+
+JOB_RUNNING = {"status": {"startTime": "2026-11-28T08:00:00Z", "active": 1}}
+
+
+def job_with(cond: str, reason: str | None = None) -> dict[str, Any]:
+    c = {"type": cond, "status": "True", "lastTransitionTime": "2026-11-28T08:01:00Z"}
+    if reason:
+        c["reason"] = reason
+    return {"status": {"startTime": "2026-11-28T08:00:00Z", "conditions": [c]}}
+
+
+def test_terminated_container_decides_before_the_job_condition() -> None:
+    term = {
+        "terminated": {
+            "exitCode": 0,
+            "reason": "Completed",
+            "message": "rows=5\n",
+            "startedAt": "2026-11-28T08:00:01Z",
+            "finishedAt": "2026-11-28T08:00:09Z",
+        }
+    }
+    seen = observe(JOB_RUNNING, pod(term))
+    assert seen.state == "succeeded" and seen.outputs == "rows=5\n"
+    assert seen.finished_at is not None and seen.finished_at.second == 9
+
+
+def test_failures_timeouts_evictions_and_vanished_pods() -> None:
+    oom = pod({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+    assert (observe(JOB_RUNNING, oom).state, observe(JOB_RUNNING, oom).reason) == (
+        "failed",
+        "OOMKilled",
+    )
+    deadline = observe(job_with("Failed", "DeadlineExceeded"), None)
+    assert (deadline.state, deadline.reason) == ("failed", "DeadlineExceeded")
+    evicted = observe(JOB_RUNNING, pod({"running": {}}, reason="Evicted", message="disk"))
+    assert evicted.state == "lost" and evicted.reason == "Evicted"
+    vanished = observe(job_with("Failed", "BackoffLimitExceeded"), None)
+    assert vanished.state == "lost"
+    assert observe(None, None).state == "missing"
+    assert observe(JOB_RUNNING, pod({"running": {}})).state == "running"
+    assert observe(job_with("Complete"), None).state == "succeeded"

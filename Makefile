@@ -21,9 +21,8 @@ $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# Until the local runner lands, `run` validates the example it will run.
 run: install
-	$(BIN)/kopflow validate $(EXAMPLE)
+	$(BIN)/kopflow run $(EXAMPLE)
 
 lint: install-dev
 	$(BIN)/ruff check operator tests

@@ -186,7 +186,8 @@ def throughput(
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     print(
-        f"runs={runs} tasks/run={len(DAG)} attempts={attempts} failed runs={len(failed)} wall={wall:.1f}s"
+        f"runs={runs} tasks/run={len(DAG)} attempts={attempts} failed runs={len(failed)} "
+        f"wall={wall:.1f}s"
     )
     print(
         f"writes per task attempt: {(job_writes + run_writes) / attempts:.2f}  "
@@ -263,7 +264,8 @@ def status_size() -> None:
     body["status"] = status.dump() if status else {}
     size = len(json.dumps(body, separators=(",", ":")))
     print(
-        f"finished 2,000-task WorkflowRun: {size / 1024:.0f} KiB serialized (etcd limit 1.5 MiB; target < 1 MiB), phase {status.phase if status else None}"
+        f"finished 2,000-task WorkflowRun: {size / 1024:.0f} KiB serialized "
+        f"(target < 1 MiB; etcd refuses 1.5 MiB), phase {status.phase if status else None}"
     )
 
 

@@ -142,7 +142,9 @@ def test_failing_dag_runs_on_failure_handlers_then_fails(tmp_path: Path) -> None
         spec:
           tasks:
             - {name: ok, command: [python3, -c, "print('fine')"]}
-            - {name: boom, dependsOn: [ok], command: [python3, -c, "import sys; print('kaput'); sys.exit(4)"]}
+            - name: boom
+              dependsOn: [ok]
+              command: [python3, -c, "import sys; print('kaput'); sys.exit(4)"]
             - {name: after, dependsOn: [boom], command: [python3, -c, "print('never')"]}
           onFailure:
             - {name: notify, command: [python3, -c, "print('paging')"]}

@@ -17,7 +17,6 @@ from typing import Any
 import kubernetes
 import pytest
 import yaml
-
 from tests.support.apiserver import ApiServer
 from tests.support.kubelet import Kubelet
 

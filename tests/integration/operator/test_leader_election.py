@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.integration.operator.conftest import Kube, Operator
 from tests.support.kubelet import Kubelet
 

@@ -91,7 +91,9 @@ def test_operator_killed_twenty_times_loses_nothing(operator: Operator, kube: Ku
         while kills < KILLS:
             target = last + rng.randint(1, 2)
             try:
-                kube.server.wait_until(lambda _store: progress_cached(kube) >= target, timeout=8)
+                kube.server.wait_until(
+                    lambda _store, goal=target: progress_cached(kube) >= goal, timeout=8
+                )
             except TimeoutError:
                 break  # this wave has finished: start the next one
             operator.kill()

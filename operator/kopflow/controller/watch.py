@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 import kubernetes
+
+from kopflow.controller.http import auth_headers, ssl_context
 
 logger = logging.getLogger("kopflow.watch")
 Handler = Callable[[str | None, dict[str, Any]], None]
@@ -50,28 +51,13 @@ class Watcher:
         self.timeout_seconds = timeout_seconds
 
     def _session(self) -> aiohttp.ClientSession:
-        cfg = self.config
-        if cfg.refresh_api_key_hook is not None:
-            cfg.refresh_api_key_hook(cfg)  # in-cluster tokens rotate
-        headers = {"Accept": "application/json", "User-Agent": "kopflow-watch"}
-        auth = cfg.get_api_key_with_prefix("authorization")
-        if auth:
-            headers["Authorization"] = auth
-        ctx: ssl.SSLContext | bool = False
-        if cfg.host.startswith("https"):
-            if cfg.verify_ssl:
-                ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-            else:
-                ctx = ssl.create_default_context()
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            if cfg.cert_file:
-                ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=10, sock_read=self.timeout_seconds + 30
         )
         return aiohttp.ClientSession(
-            base_url=None, headers=headers, connector=aiohttp.TCPConnector(ssl=ctx), timeout=timeout
+            headers=auth_headers(self.config, "kopflow-watch"),
+            connector=aiohttp.TCPConnector(ssl=ssl_context(self.config)),
+            timeout=timeout,
         )
 
     def _url(self, namespace: str, **query: Any) -> str:

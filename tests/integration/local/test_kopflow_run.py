@@ -18,24 +18,18 @@ ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
 
 
+def run_argv(tmp_path: Path, *args: str) -> list[str]:
+    """`kopflow run` with an isolated cache and log directory and json status on stdout."""
+    cache, logs = str(tmp_path / "cache"), str(tmp_path / "logs")
+    return [sys.executable, "-m", "kopflow", "run", "--output", "json", "--cache-dir", cache,
+            "--logs-dir", logs, *args]  # fmt: skip
+
+
 def kopflow_run(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with an isolated cache and log directory; json status on stdout."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kopflow",
-            "run",
-            "--output",
-            "json",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--logs-dir",
-            str(tmp_path / "logs"),
-            *args,
-        ],
+        run_argv(tmp_path, *args),
         capture_output=True,
         text=True,
         timeout=120,
@@ -242,19 +236,7 @@ def test_ctrl_c_cancels_the_run_and_stops_its_processes(tmp_path: Path) -> None:
         """,
     )
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kopflow",
-            "run",
-            "--output",
-            "json",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--logs-dir",
-            str(tmp_path / "logs"),
-            wf,
-        ],
+        run_argv(tmp_path, wf),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

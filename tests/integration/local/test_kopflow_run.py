@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,3 +256,31 @@ def test_ctrl_c_cancels_the_run_and_stops_its_processes(tmp_path: Path) -> None:
     assert status["tasks"]["later"]["phase"] == "Cancelled"
     with pytest.raises(ProcessLookupError):
         os.kill(task_pid, 0)
+
+
+def test_a_terminal_gets_the_live_table(tmp_path: Path) -> None:
+    """Under a pseudo-terminal the runner draws a rich table instead of log lines."""
+    import pty
+
+    out = bytearray()
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 4096)
+        out.extend(data)
+        return data
+
+    argv = [sys.executable, "-m", "kopflow", "run", "--cache-dir", str(tmp_path / "c"),
+            "--logs-dir", str(tmp_path / "l"), str(EXAMPLES / "etl.yaml")]  # fmt: skip
+    status = pty.spawn(argv, read)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "┃ task" in text and "phase" in text and "Succeeded" in text
+    assert "run etl-" in text and " Succeeded in " in text
+
+
+def test_podman_runtime_fails_clearly_without_podman(tmp_path: Path) -> None:
+    result = kopflow_run(
+        tmp_path, "--runtime", "podman", str(EXAMPLES / "hello.yaml"), env={"PATH": "/nonexistent"}
+    )
+    assert result.returncode == 2
+    assert "--runtime podman: podman is not installed" in result.stderr

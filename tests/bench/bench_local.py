@@ -2,7 +2,10 @@
 
 200 trivial tasks (`true`) as a fan-out/fan-in DAG (start -> 198 parallel -> end) at
 parallelism 8, run through the local runner in-process; then the same 200 processes spawned by
-asyncio with a semaphore of 8. Prints both wall times and the ratio (target <= 1.3).
+asyncio with a semaphore of 8, each with its output in a log file and its own environment
+(the inherited one plus the four KOPFLOW_* variables), as kopflow gives every task: the ratio
+is the orchestration's cost, not the price of logs and env. Prints both wall times (best of
+five; the machine is shared) and the ratio (target <= 1.3).
 
     .venv/bin/python tests/bench/bench_local.py
 """
@@ -10,6 +13,7 @@ asyncio with a semaphore of 8. Prints both wall times and the ratio (target <= 1
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -56,26 +60,39 @@ async def kopflow_time(workdir: Path) -> float:
     return elapsed
 
 
-async def plain_time() -> float:
+async def plain_time(workdir: Path) -> float:
     true = shutil.which("true") or "/bin/true"
     gate = asyncio.Semaphore(PARALLELISM)
+    workdir.mkdir(parents=True, exist_ok=True)
 
-    async def one() -> None:
+    async def one(i: int) -> None:
         async with gate:
-            proc = await asyncio.create_subprocess_exec(true, start_new_session=True)
+            with (workdir / f"{i}.log").open("wb") as log:
+                env = {
+                    **os.environ,
+                    "KOPFLOW_RUN": "bench",
+                    "KOPFLOW_TASK": f"t{i}",
+                    "KOPFLOW_ATTEMPT": "1",
+                    "KOPFLOW_OUTPUTS": str(workdir / f"{i}.out"),
+                }
+                proc = await asyncio.create_subprocess_exec(
+                    true, stdout=log, stderr=log, env=env, start_new_session=True
+                )
             await proc.wait()
 
     started = time.perf_counter()
-    await one()
-    await asyncio.gather(*(one() for _ in range(TASKS - 2)))
-    await one()
+    await one(0)
+    await asyncio.gather(*(one(i) for i in range(1, TASKS - 1)))
+    await one(TASKS - 1)
     return time.perf_counter() - started
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        k = asyncio.run(kopflow_time(Path(tmp)))
-    p = asyncio.run(plain_time())
+    k = p = float("inf")
+    for _ in range(5):
+        with tempfile.TemporaryDirectory() as tmp:
+            k = min(k, asyncio.run(kopflow_time(Path(tmp))))
+            p = min(p, asyncio.run(plain_time(Path(tmp) / "plain")))
     print(f"tasks={TASKS} parallelism={PARALLELISM}")
     print(f"kopflow run:  {k:.3f} s  ({k / TASKS * 1000:.2f} ms/task)")
     print(f"plain python: {p:.3f} s  ({p / TASKS * 1000:.2f} ms/task)")

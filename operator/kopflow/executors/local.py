@@ -122,6 +122,8 @@ class LocalRun:
         self.answers: dict[str, CacheEntry | None] = {}
         self.status: WorkflowRunStatus | None = None
         self.cancelled = asyncio.Event()
+        self.base_env = dict(os.environ)
+        """Tasks inherit the runner's environment (PATH, HOME...), then get their own."""
 
     def log_path(self, job: str) -> Path:
         return self.logs_dir / f"{job}.log"
@@ -207,7 +209,7 @@ class LocalRun:
         self.executor.changed.clear()
 
     def _env(self, launch: Launch, outputs: str) -> dict[str, str]:
-        env = dict(os.environ)
+        env = dict(self.base_env)
         sources = self.options.env_sources
         for src in launch.pod.env_from or ():
             for ref in (src.secret_ref, src.config_map_ref):

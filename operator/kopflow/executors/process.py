@@ -63,6 +63,7 @@ class ProcessExecutor:
         self.kill_grace_seconds = kill_grace_seconds
         self.changed = asyncio.Event()
         self._attempts: dict[str, _Attempt] = {}
+        self._dirs: set[Path] = set()
 
     def results(self) -> dict[str, ProcessResult]:
         """Every attempt started so far, by job name."""
@@ -72,9 +73,11 @@ class ProcessExecutor:
         """Start an attempt; starting a job name twice is a no-op (like a 409 on a cluster)."""
         if spec.job_name in self._attempts:
             return
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        spec.outputs_path.parent.mkdir(parents=True, exist_ok=True)
-        spec.outputs_path.write_text("")
+        for directory in {spec.log_path.parent, spec.outputs_path.parent} - self._dirs:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(directory)
+        with contextlib.suppress(FileNotFoundError):
+            spec.outputs_path.unlink()  # a stale file from an earlier run must not count
         attempt = _Attempt(spec, ProcessResult(started_at=_now()))
         self._attempts[spec.job_name] = attempt
         with spec.log_path.open("wb") as log:

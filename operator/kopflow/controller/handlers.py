@@ -1,7 +1,9 @@
-"""kopf registrations: thin glue from watch events to the supervisor and the validator.
+"""kopf registrations: start-up, clean-up, and Workflow events; thin glue to the supervisor.
 
-Runs are driven by plain watch events (no kopf finalizers, no kopf progress annotations on
-runs), so deleting a run never waits for the operator.
+kopf runs the process (login, signals, liveness) and watches Workflows. Runs, Jobs and Pods
+are watched by the lean watchers of `watch.py` instead: they are hot (several events per task
+attempt) and only feed the supervisor. Nothing here adds finalizers or kopf annotations, so
+deleting a run or a Workflow never waits for the operator.
 """
 
 from __future__ import annotations
@@ -37,24 +39,15 @@ def configure(**options: Any) -> None:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    settings.persistence.finalizer = "kopflow.dev/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopflow.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="kopflow.dev", key="last-handled-configuration"
-    )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
-    # kopf waits batch_window for more events of the same object before handling them: for
-    # Job and Pod events that is pure latency between a task finishing and the next starting
-    settings.batching.batch_window = 0.005
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api")
     )
     kube = Kube(load_client())
-    memo.supervisor = Supervisor(kube, active=not OPTIONS["leader_elect"])
-    supervisor = memo.supervisor
+    supervisor = memo.supervisor = Supervisor(kube, active=not OPTIONS["leader_elect"])
     namespaces = OPTIONS["namespaces"] or None
     memo.watchers = [
         asyncio.create_task(
@@ -79,8 +72,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         elector = LeaderElector(
             kube,
             namespace,
-            memo.supervisor.activate,
-            memo.supervisor.deactivate,
+            supervisor.activate,
+            supervisor.deactivate,
             lease_seconds=OPTIONS["lease_seconds"],
         )
         memo.elector = asyncio.create_task(elector.run(), name="leader election")

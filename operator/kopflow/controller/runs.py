@@ -20,6 +20,7 @@ from kopflow.api.run import FINISHED_RUN_PHASES, WorkflowRun, WorkflowRunStatus
 from kopflow.api.workflow import WorkflowSpec
 from kopflow.controller.index import AttemptIndex
 from kopflow.controller.kube import Kube
+from kopflow.controller.patches import merge_patch
 from kopflow.engine.conditions import set_condition
 from kopflow.engine.decisions import Decision, Launch, LookupCache, Stop, StoreCache
 from kopflow.engine.observations import CacheEntry
@@ -145,8 +146,7 @@ class RunWorker:
         decision = reconcile(state, observations, self.answers, now)
         await self._carry_out(decision, now)
         if decision.changed:
-            await self.kube.patch_run_status(self.namespace, self.name, decision.status.dump())
-            self.written = decision.status
+            await self._persist(decision.status)
         for event in decision.events:
             self.kube.post_event_later(self.body, event.type, event.reason, event.message, now)
         if decision.finished:
@@ -214,9 +214,17 @@ class RunWorker:
             observed_generation=generation,
             conditions=set_condition(None, "Succeeded", "False", "Invalid", shown, now, generation),
         )
-        await self.kube.patch_run_status(self.namespace, self.name, status.dump())
-        self.written = status
+        await self._persist(status)
         self.kube.post_event_later(self.body, "Warning", "RunInvalid", shown, _now())
+
+    async def _persist(self, status: WorkflowRunStatus) -> None:
+        """Write status as a merge patch against what the server holds (as far as we know)."""
+        new = status.dump()
+        old = self.written.dump() if self.written is not None else self.body.get("status") or {}
+        patch = merge_patch(old, new)
+        if patch:
+            await self.kube.patch_run_status(self.namespace, self.name, patch)
+        self.written = status
 
     async def _carry_out(self, decision: Decision, now: datetime) -> None:
         launches = [a for a in decision.actions if isinstance(a, Launch)]

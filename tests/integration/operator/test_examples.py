@@ -62,6 +62,7 @@ def test_flaky_succeeds_on_the_third_attempt(operator: Operator, kube: Kube) -> 
     assert done["status"]["phase"] == "Succeeded"
     assert task["attempts"] == 3
     assert [a["exitCode"] for a in task["history"]] == [3, 3, 0]
+    assert "nextRetryAt" not in task  # cleared on the server, not left behind by the merge
     names = sorted(j["metadata"]["name"] for j in kube.jobs())
     assert names == [
         "flaky-1-after-1",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 from typing import Any
 
 import aiohttp
 import kubernetes
 
 MERGE_PATCH = "application/merge-patch+json"
+TOKEN_TTL = 60.0
 
 
 class ApiError(Exception):
@@ -42,7 +44,10 @@ def ssl_context(config: kubernetes.client.Configuration) -> ssl.SSLContext | boo
 
 
 def auth_headers(config: kubernetes.client.Configuration, user_agent: str) -> dict[str, str]:
-    """Bearer token (refreshed first: in-cluster tokens rotate) and identification."""
+    """Bearer token (refreshed first: in-cluster tokens rotate) and identification.
+
+    The refresh hook re-reads the whole kubeconfig, so callers cache the result (Http does,
+    for TOKEN_TTL)."""
     if config.refresh_api_key_hook is not None:
         config.refresh_api_key_hook(config)
     headers = {"Accept": "application/json", "User-Agent": user_agent}
@@ -58,6 +63,15 @@ class Http:
     def __init__(self, config: kubernetes.client.Configuration, user_agent: str) -> None:
         self.config, self.user_agent = config, user_agent
         self._session: aiohttp.ClientSession | None = None
+        self._headers: dict[str, str] = {}
+        self._headers_at = -TOKEN_TTL
+
+    def headers(self) -> dict[str, str]:
+        """Auth headers, re-read at most every TOKEN_TTL seconds (tokens rotate hourly)."""
+        now = time.monotonic()
+        if now - self._headers_at >= TOKEN_TTL:
+            self._headers, self._headers_at = auth_headers(self.config, self.user_agent), now
+        return dict(self._headers)
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -71,7 +85,7 @@ class Http:
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> dict[str, Any]:
         """Send one request; the decoded answer, or ApiError."""
-        headers = auth_headers(self.config, self.user_agent)
+        headers = self.headers()
         data = None
         if body is not None:
             headers["Content-Type"] = content_type

@@ -23,7 +23,7 @@ from kopflow.controller.kube import Kube
 from kopflow.controller.patches import merge_patch
 from kopflow.engine.conditions import set_condition
 from kopflow.engine.decisions import Decision, Launch, LookupCache, Stop, StoreCache
-from kopflow.engine.observations import CacheEntry
+from kopflow.engine.observations import CacheEntry, Observation
 from kopflow.engine.params import resolve_parameters
 from kopflow.engine.reconcile import reconcile
 from kopflow.engine.render import run_values
@@ -35,6 +35,8 @@ from kopflow.executors.kubernetes import build_job
 logger = logging.getLogger("kopflow.runs")
 MAX_MESSAGE_ISSUES = 5
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+POD_GRACE = timedelta(milliseconds=500)
+"""How long a finished Job's Pod event may lag before the Pod is read from the API."""
 DONE = datetime.min.replace(tzinfo=UTC)
 """What step() returns when the run needs no further reconciling."""
 
@@ -62,6 +64,8 @@ class RunWorker:
         self.written: WorkflowRunStatus | None = None
         self.answers: dict[str, CacheEntry | None] = {}
         self.spec: WorkflowSpec | None = None
+        self.pod_waits: dict[str, datetime] = {}
+        """Jobs seen finished whose Pod's final state has not arrived yet: since when."""
 
     def update(self, body: dict[str, Any]) -> None:
         """A newer body from the watch; wakes the loop."""
@@ -135,13 +139,7 @@ class RunWorker:
             scheduled_time=run.spec.scheduled_time,
             generation=self.body["metadata"].get("generation"),
         )
-        for job in jobs_to_observe(status):
-            if self.index.needs_pod(self.namespace, job):
-                for pod in await self.kube.job_pods(self.namespace, job):
-                    self.index.on_pod("ADDED", pod)
-        observations = {
-            job: self.index.observe(self.namespace, job) for job in jobs_to_observe(status)
-        }
+        observations, pod_due = await self._observe(status)
         now = _now()
         decision = reconcile(state, observations, self.answers, now)
         await self._carry_out(decision, now)
@@ -151,7 +149,33 @@ class RunWorker:
             self.kube.post_event_later(self.body, event.type, event.reason, event.message, now)
         if decision.finished:
             return await self._expire(decision.status)
+        if pod_due is not None:
+            return min(pod_due, decision.requeue_at or pod_due)
         return decision.requeue_at
+
+    async def _observe(
+        self, status: WorkflowRunStatus | None
+    ) -> tuple[dict[str, Observation], datetime | None]:
+        """Observations of the running attempts, and when to look again for a Pod.
+
+        A Job can be seen finished before its Pod's final state (two watches race), and the
+        outputs are in the Pod. Such an attempt counts as still running for POD_GRACE, which
+        the Pod event nearly always beats; after that its Pods are read once from the API.
+        """
+        observations: dict[str, Observation] = {}
+        due: datetime | None = None
+        for job in jobs_to_observe(status):
+            if self.index.needs_pod(self.namespace, job):
+                seen = self.pod_waits.setdefault(job, _now())
+                if _now() - seen < POD_GRACE:
+                    observations[job] = Observation("running")
+                    due = min(due or seen + POD_GRACE, seen + POD_GRACE)
+                    continue
+                for pod in await self.kube.job_pods(self.namespace, job):
+                    self.index.on_pod("ADDED", pod)
+            self.pod_waits.pop(job, None)
+            observations[job] = self.index.observe(self.namespace, job)
+        return observations, due
 
     async def _resolve(
         self, run: WorkflowRun, status: WorkflowRunStatus | None

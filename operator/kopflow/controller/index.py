@@ -44,6 +44,13 @@ def _created(meta: dict[str, Any]) -> datetime:
     return parse_time(value) if isinstance(value, str) else datetime.min.replace(tzinfo=UTC)
 
 
+def _owner_uid(job: dict[str, Any]) -> str | None:
+    for ref in job.get("metadata", {}).get("ownerReferences") or ():
+        if ref.get("kind") == "WorkflowRun":
+            return str(ref.get("uid"))
+    return None
+
+
 class AttemptIndex:
     """Latest Job and Pod body of every attempt, by (namespace, job name)."""
 
@@ -108,9 +115,15 @@ class AttemptIndex:
             return False
         return terminated(self.pods.get((namespace, job_name))) is None
 
-    def observe(self, namespace: str, job_name: str) -> Observation:
+    def observe(self, namespace: str, job_name: str, owner_uid: str | None = None) -> Observation:
+        """The attempt as its Job and Pod show it. A Job of that name owned by another run
+        (two runs whose `<run>-<task>` read the same) is not this attempt: it counts as
+        missing, so one run never takes another's exit code or outputs."""
         key = (namespace, job_name)
-        return observe(self.jobs.get(key), self.pods.get(key))
+        job = self.jobs.get(key)
+        if job is not None and owner_uid is not None and _owner_uid(job) not in (None, owner_uid):
+            job = None
+        return observe(job, self.pods.get(key) if job is not None else None)
 
     def forget_run(self, namespace: str, run: str) -> None:
         """Drop a deleted run's attempts (their Jobs go with it by owner reference)."""

@@ -174,7 +174,8 @@ class RunWorker:
                 for pod in await self.kube.job_pods(self.namespace, job):
                     self.index.on_pod("ADDED", pod)
             self.pod_waits.pop(job, None)
-            observations[job] = self.index.observe(self.namespace, job)
+            uid = self.body.get("metadata", {}).get("uid")
+            observations[job] = self.index.observe(self.namespace, job, uid)
         return observations, due
 
     async def _resolve(

@@ -68,3 +68,13 @@ def test_relist_replaces_only_its_namespace_and_deleted_runs_are_forgotten() -> 
     assert ("other", "q-a-1") in index.jobs and ("ns", "r-a-1") not in index.jobs
     index.forget_run("other", "q")
     assert index.jobs == {}
+
+
+def test_a_job_of_the_same_name_owned_by_another_run_is_not_this_attempt() -> None:
+    index = AttemptIndex()
+    theirs = job("a-b-c-1", "a", "Complete")
+    theirs["metadata"]["ownerReferences"][0]["uid"] = "uid-of-run-a"
+    index.on_job("ADDED", theirs)
+    index.on_pod("ADDED", pod("a-b-c-1", "3", DONE, "2026-11-28T08:00:00Z"))
+    assert index.observe("ns", "a-b-c-1", "uid-of-run-a-b").state == "missing"
+    assert index.observe("ns", "a-b-c-1", "uid-of-run-a").outputs == "rows=3\n"

@@ -47,8 +47,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         concurrent.futures.ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api")
     )
     kube = Kube(load_client())
-    supervisor = memo.supervisor = Supervisor(kube, active=not OPTIONS["leader_elect"])
     namespaces = OPTIONS["namespaces"] or None
+    supervisor = memo.supervisor = Supervisor(
+        kube, active=not OPTIONS["leader_elect"], namespaces=namespaces or [""]
+    )
     memo.watchers = [
         asyncio.create_task(
             Watcher(

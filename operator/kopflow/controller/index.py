@@ -92,15 +92,20 @@ class AttemptIndex:
     def relist_jobs(self, namespace: str, jobs: list[dict[str, Any]]) -> list[RunKey]:
         """Replace the Jobs of namespace ("" = all) with a fresh list (first list, 410 Gone);
         return the runs to wake."""
+        before = [j for k, j in self.jobs.items() if not namespace or k[0] == namespace]
         self.jobs = {k: v for k, v in self.jobs.items() if namespace and k[0] != namespace}
         for job in jobs:
             self.jobs[(job["metadata"]["namespace"], job["metadata"]["name"])] = job
-        return sorted({k for j in jobs if (k := self._run_of_job(j)) is not None})
+        # runs whose Jobs vanished during the gap must hear of it too
+        return sorted({k for j in [*before, *jobs] if (k := self._run_of_job(j)) is not None})
 
     def relist_pods(self, namespace: str, pods: list[dict[str, Any]]) -> list[RunKey]:
         """Replace the Pods of namespace ("" = all) with a fresh list; return the runs to wake."""
+        gone = [k for k in self.pods if not namespace or k[0] == namespace]
         self.pods = {k: v for k, v in self.pods.items() if namespace and k[0] != namespace}
-        return sorted({k for p in pods if (k := self.on_pod("ADDED", p)) is not None})
+        runs = {k for p in pods if (k := self.on_pod("ADDED", p)) is not None}
+        runs |= {k for key in gone if (j := self.jobs.get(key)) and (k := self._run_of_job(j))}
+        return sorted(runs)
 
     @staticmethod
     def _run_of_job(job: dict[str, Any]) -> RunKey | None:

@@ -26,6 +26,8 @@ from kopflow.engine.times import format_time, parse_time
 
 CACHE_LABEL = "kopflow.dev/cache"
 CACHE_PREFIX = "kopflow-cache-"
+REQUEST_TIMEOUT = (10, 30)
+"""(connect, read) seconds for every blocking client call."""
 API_THREADS = 32
 """Blocking client calls run in this many threads (and as many pooled connections)."""
 
@@ -44,6 +46,11 @@ def load_client(pool_size: int = API_THREADS) -> kubernetes.client.ApiClient:
     return client
 
 
+class JobNameTaken(Exception):
+    """A Job of this attempt's name exists but is not this run's (a re-created run, or two
+    runs whose `<run>-<task>` spell the same)."""
+
+
 class Kube:
     """Async facade: each call runs the blocking client in a worker thread."""
 
@@ -57,16 +64,27 @@ class Kube:
         self._background: set[asyncio.Task[None]] = set()
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        """A blocking client call in a worker thread, bounded so a half-open connection
+        cannot hold a thread (and a run) forever."""
+        return await asyncio.to_thread(fn, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (a relaunch after a crash: harmless)."""
+        path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
         try:
-            await self.http.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
+            await self.http.request("POST", path, body)
         except ApiError as err:
-            if err.status == 409 and err.reason == "AlreadyExists":
-                return False
-            raise
+            if err.status != 409 or err.reason != "AlreadyExists":
+                raise
+            name = body["metadata"]["name"]
+            existing = await self.http.request("GET", f"{path}/{name}")
+            owners = {r.get("uid") for r in existing["metadata"].get("ownerReferences") or ()}
+            if body["metadata"]["ownerReferences"][0]["uid"] not in owners:
+                raise JobNameTaken(
+                    f"Job {namespace}/{name} exists and belongs to another run; delete it or "
+                    "rename the run"
+                ) from err
+            return False
         return True
 
     async def delete_job(self, namespace: str, name: str) -> None:

@@ -36,14 +36,6 @@ def _micro(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return None
-
-
 class LeaderElector:
     """Acquire and renew the Lease; call on_start/on_stop on every change of leadership."""
 
@@ -64,13 +56,19 @@ class LeaderElector:
         self.identity = identity()
         self.leading = False
         self._last_renew: datetime | None = None
+        self._seen: tuple[Any, datetime] | None = None
+        """The other holder's (identity, renewTime) record, and our local time we first saw it."""
 
     async def run(self) -> None:
         """Forever: try to acquire or renew every RETRY_PERIOD."""
         try:
             while True:
-                ok = await self._try()
-                now = datetime.now(UTC)
+                now = datetime.now(UTC)  # before the request: a slow answer must not extend it
+                try:
+                    ok = await asyncio.wait_for(self._try(), self.renew_deadline / 2)
+                except (TimeoutError, Exception) as err:  # unreachable API: keep trying
+                    logger.warning("lease %s: %s", self.name, err or type(err).__name__)
+                    ok = False
                 if ok:
                     self._last_renew = now
                     if not self.leading:
@@ -102,7 +100,11 @@ class LeaderElector:
             logger.debug("releasing the lease failed", exc_info=True)
 
     async def _try(self) -> bool:
-        """One acquire-or-renew attempt; True while this replica holds the Lease."""
+        """One acquire-or-renew attempt; True while this replica holds the Lease.
+
+        Another holder's lease is live until `leaseDurationSeconds` after this replica last
+        saw its record change (as client-go judges it), never by the holder's clock: clock
+        skew between nodes cannot make two leaders."""
         now = datetime.now(UTC)
         try:
             lease = await self.kube.get_lease(self.namespace, self.name)
@@ -119,9 +121,11 @@ class LeaderElector:
                 return await self.kube.create_lease(self.namespace, body)
             spec = lease.get("spec") or {}
             holder = spec.get("holderIdentity")
-            renewed = _parse(spec.get("renewTime"))
+            record = (holder, spec.get("renewTime"))
+            if self._seen is None or self._seen[0] != record:
+                self._seen = (record, now)
             duration = int(spec.get("leaseDurationSeconds") or self.lease_seconds)
-            live = renewed is not None and now < renewed + timedelta(seconds=duration)
+            live = now < self._seen[1] + timedelta(seconds=duration)
             if holder not in (None, "", self.identity) and live:
                 return False  # someone else holds a live lease
             if holder != self.identity:

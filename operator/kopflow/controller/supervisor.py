@@ -26,7 +26,9 @@ def _wakes(old: dict[str, Any], new: dict[str, Any]) -> bool:
 class Supervisor:
     """Owns the workers; every method is called from kopf's event loop."""
 
-    def __init__(self, kube: Kube, active: bool = True) -> None:
+    def __init__(
+        self, kube: Kube, active: bool = True, namespaces: list[str] | None = None
+    ) -> None:
         self.kube = kube
         self.index = AttemptIndex()
         self.workers: dict[RunKey, RunWorker] = {}
@@ -35,6 +37,9 @@ class Supervisor:
         self.workflows: dict[RunKey, dict[str, Any]] = {}
         self.checks: set[asyncio.Task[None]] = set()
         self.active = active
+        self.unsynced = {(kind, ns) for kind in ("jobs", "pods") for ns in namespaces or ()}
+        """Initial Job and Pod lists still to come: until then no worker starts, or it would
+        take attempts whose Job it has not seen yet for vanished ones."""
         """False while another replica leads: watch, index, but act on nothing."""
 
     async def activate(self) -> None:
@@ -65,7 +70,7 @@ class Supervisor:
             self.index.forget_run(*key)
             return
         self.bodies[key] = body
-        if not self.active:
+        if not self.active or self.unsynced:
             return
         worker = self.workers.get(key)
         if worker is not None and not _wakes(worker.body, body):
@@ -131,10 +136,20 @@ class Supervisor:
     def relist_jobs(self, namespace: str, jobs: list[dict[str, Any]]) -> None:
         for key in self.index.relist_jobs(namespace, jobs):
             self._wake(key)
+        self._synced("jobs", namespace)
 
     def relist_pods(self, namespace: str, pods: list[dict[str, Any]]) -> None:
         for key in self.index.relist_pods(namespace, pods):
             self._wake(key)
+        self._synced("pods", namespace)
+
+    def _synced(self, kind: str, namespace: str) -> None:
+        """An initial list arrived; the last one starts the workers."""
+        if (kind, namespace) in self.unsynced:
+            self.unsynced.discard((kind, namespace))
+            if not self.unsynced and self.active:
+                for body in list(self.bodies.values()):
+                    self.on_run("ADDED", body)
 
     def _wake(self, key: RunKey | None) -> None:
         if key is not None and (worker := self.workers.get(key)) is not None:

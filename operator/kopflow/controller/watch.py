@@ -26,6 +26,8 @@ Handler = Callable[[str | None, dict[str, Any]], None]
 Relisted = Callable[[str, list[dict[str, Any]]], None]
 """(namespace, or "" for all; every object there now)."""
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+MAX_EVENT_BYTES = 16 << 20
+"""One watch event is one line; a 2,000-task run is about 1 MiB (aiohttp's default: 512 KiB)."""
 
 
 class Gone(Exception):
@@ -113,7 +115,7 @@ class Watcher:
             if resp.status == 410:
                 raise Gone()
             resp.raise_for_status()
-            async for line in resp.content:
+            while line := await resp.content.readline(max_line_length=MAX_EVENT_BYTES):
                 if not line.strip():
                     continue
                 event = json.loads(line)

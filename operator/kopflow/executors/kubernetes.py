@@ -126,6 +126,21 @@ def _true_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {c.get("type", ""): c for c in conditions if c.get("status") == "True"}
 
 
+STUCK_REASONS = frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "InvalidImageName", "ErrImageNeverPull"}
+)
+"""Waiting reasons a container never leaves by itself (a missing Secret or ConfigMap, a bad
+image name): the attempt failed, though the Job will never say so."""
+
+
+def waiting(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The main container's waiting state, when it has one."""
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or ():
+        if status.get("name") == CONTAINER:
+            return (status.get("state") or {}).get("waiting") or None
+    return None
+
+
 def terminated(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if not pod:
         return None
@@ -167,6 +182,9 @@ def observe(job: Mapping[str, Any] | None, pod: Mapping[str, Any] | None) -> Obs
         return Observation(
             "failed", code, term.get("reason") or "Error", None, message, started, finished
         )
+    stuck = waiting(pod)
+    if stuck is not None and stuck.get("reason") in STUCK_REASONS:
+        return Observation("failed", None, stuck["reason"], stuck.get("message"), None, started)
     conditions = _true_conditions(job)
     finished = _time(job_status.get("completionTime"))
     if "Complete" in conditions or "SuccessCriteriaMet" in conditions:

@@ -118,7 +118,8 @@ class LocalRun:
         self.options, self.display = options, display
         self.executor = ProcessExecutor(kill_grace_seconds=options.kill_grace_seconds)
         self.cache = FileCache(options.cache_dir)
-        self.logs_dir = options.logs_dir or Path(tempfile.gettempdir()) / "kopflow" / name
+        # private (0700) and new: other users cannot read logs nor plant links in it
+        self.logs_dir = options.logs_dir or Path(tempfile.mkdtemp(prefix=f"kopflow-{name}-"))
         self.answers: dict[str, CacheEntry | None] = {}
         self.status: WorkflowRunStatus | None = None
         self.cancelled = asyncio.Event()
@@ -237,21 +238,32 @@ class LocalRun:
         program = list(launch.script.command if launch.script else launch.command or ())
         argv = [*program, *launch.args]
         if self.options.runtime == "podman":
-            argv, env = _podman_argv(launch, argv, env, outputs, stdin is not None)
+            argv, env = _podman_argv(launch, argv, env, self.base_env, outputs, stdin is not None)
         return ProcessSpec(job, argv, env, self.log_path(job), outputs, stdin)
 
 
 def _podman_argv(
-    launch: Launch, argv: list[str], env: dict[str, str], outputs: Path, interactive: bool
+    launch: Launch,
+    argv: list[str],
+    env: dict[str, str],
+    base_env: Mapping[str, str],
+    outputs: Path,
+    interactive: bool,
 ) -> tuple[list[str], dict[str, str]]:
     """`podman run --rm` of the task's image; env passed by name so values stay out of argv."""
-    names = [v.name for v in launch.env if v.name in env] + ["KOPFLOW_OUTPUTS"]
     inner = {**env, "KOPFLOW_OUTPUTS": f"{CONTAINER_OUTPUTS}/{outputs.name}"}
-    cmd = ["podman", "run", "--rm", "--pull=never", "--name", launch.job_name]
+    # every variable the task gets (declared env, envFrom files, kopflow's), by name only
+    names = [k for k in inner if k not in base_env or inner[k] != base_env[k]]
+    names += [n for n in ("KOPFLOW_OUTPUTS",) if n not in names]
+    cmd = ["podman", "run", "--rm", "--init", "--pull=never", "--name", launch.job_name]
     cmd += ["-i"] if interactive else []
-    cmd += ["-v", f"{outputs.parent}:{CONTAINER_OUTPUTS}:Z"]
+    cmd += ["-v", f"{outputs.parent}:{CONTAINER_OUTPUTS}:z"]  # shared label: parallel tasks
     for name in names:
         cmd += ["-e", name]
+    if launch.script is not None or launch.command:
+        # like a pod's `command`, the program replaces the image's entrypoint
+        cmd += ["--entrypoint", argv[0]]
+        argv = argv[1:]
     return [*cmd, launch.image or "", *argv], inner
 
 

@@ -64,7 +64,7 @@ def test_relist_replaces_only_its_namespace_and_deleted_runs_are_forgotten() -> 
     other = job("q-a-1", "q")
     other["metadata"]["namespace"] = "other"
     index.on_job("ADDED", other)
-    assert index.relist_jobs("ns", []) == []
+    assert index.relist_jobs("ns", []) == [("ns", "r")]  # its Job vanished: wake it
     assert ("other", "q-a-1") in index.jobs and ("ns", "r-a-1") not in index.jobs
     index.forget_run("other", "q")
     assert index.jobs == {}

@@ -129,3 +129,36 @@ def test_failures_timeouts_evictions_and_vanished_pods() -> None:
     assert observe(None, None).state == "missing"
     assert observe(JOB_RUNNING, pod({"running": {}})).state == "running"
     assert observe(job_with("Complete"), None).state == "succeeded"
+
+
+def test_a_container_that_can_never_start_fails_the_attempt() -> None:
+    missing = pod(
+        {
+            "waiting": {
+                "reason": "CreateContainerConfigError",
+                "message": 'secret "warehouse" not found',
+            }
+        }
+    )
+    seen = observe(JOB_RUNNING, missing)
+    assert (seen.state, seen.reason) == ("failed", "CreateContainerConfigError")
+    assert seen.message == 'secret "warehouse" not found'
+    pulling = pod({"waiting": {"reason": "ImagePullBackOff"}})
+    assert observe(JOB_RUNNING, pulling).state == "running"  # may recover; timeouts bound it
+
+
+def test_podman_argv_keeps_values_out_of_argv_and_replaces_the_entrypoint() -> None:
+    from pathlib import Path
+
+    from kopflow.executors.local import _podman_argv
+
+    lo = launch(env=(EnvVar(name="KOPFLOW_RUN", value="etl-x"),))
+    env = {"PATH": "/bin", "KOPFLOW_RUN": "etl-x", "PASSWORD": "s3cret"}
+    argv, inner = _podman_argv(
+        lo, ["python3", "-m", "load", "--x"], env, {"PATH": "/bin"}, Path("/o/job"), False
+    )
+    assert "s3cret" not in " ".join(argv)
+    assert argv[argv.index("PASSWORD") - 1 : argv.index("PASSWORD") + 1] == ["-e", "PASSWORD"]
+    assert argv[argv.index("--entrypoint") + 1] == "python3"
+    assert argv[-4:] == ["python:3.12-slim", "-m", "load", "--x"]
+    assert inner["KOPFLOW_OUTPUTS"] == "/kopflow/outputs/job"

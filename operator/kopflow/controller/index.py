@@ -44,6 +44,29 @@ def _created(meta: dict[str, Any]) -> datetime:
     return parse_time(value) if isinstance(value, str) else datetime.min.replace(tzinfo=UTC)
 
 
+_META = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "ownerReferences")
+
+
+def _compact_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Only what observe() and routing read: thousands of Jobs stay small in memory."""
+    meta = job.get("metadata", {})
+    return {"metadata": {k: meta[k] for k in _META if k in meta}, "status": job.get("status")}
+
+
+def _compact_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    meta, status = pod.get("metadata", {}), pod.get("status") or {}
+    containers = [
+        {"name": c.get("name"), "state": c.get("state")}
+        for c in status.get("containerStatuses") or ()
+    ]
+    keep = {k: status[k] for k in ("phase", "reason", "message") if k in status}
+    compact_meta = {k: meta[k] for k in _META if k in meta}
+    compact_meta["labels"] = {
+        k: v for k, v in (meta.get("labels") or {}).items() if k in (JOB_NAME_LABEL, "job-name")
+    }
+    return {"metadata": compact_meta, "status": {**keep, "containerStatuses": containers}}
+
+
 def _owner_uid(job: dict[str, Any]) -> str | None:
     for ref in job.get("metadata", {}).get("ownerReferences") or ():
         if ref.get("kind") == "WorkflowRun":
@@ -66,7 +89,7 @@ class AttemptIndex:
             self.jobs.pop(key, None)
             self.pods.pop(key, None)
         else:
-            self.jobs[key] = job
+            self.jobs[key] = _compact_job(job)
         run = _owner_run(job)
         return (key[0], run) if run else None
 
@@ -84,7 +107,7 @@ class AttemptIndex:
             if current is not None and current["metadata"].get("uid") == meta.get("uid"):
                 self.pods.pop(key, None)
         elif _newer(pod, self.pods.get(key)):
-            self.pods[key] = pod
+            self.pods[key] = _compact_pod(pod)
         job = self.jobs.get(key)
         run = _owner_run(job) if job else None
         return (key[0], run) if run else None
@@ -95,7 +118,7 @@ class AttemptIndex:
         before = [j for k, j in self.jobs.items() if not namespace or k[0] == namespace]
         self.jobs = {k: v for k, v in self.jobs.items() if namespace and k[0] != namespace}
         for job in jobs:
-            self.jobs[(job["metadata"]["namespace"], job["metadata"]["name"])] = job
+            self.jobs[(job["metadata"]["namespace"], job["metadata"]["name"])] = _compact_job(job)
         # runs whose Jobs vanished during the gap must hear of it too
         return sorted({k for j in [*before, *jobs] if (k := self._run_of_job(j)) is not None})
 

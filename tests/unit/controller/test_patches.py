@@ -6,8 +6,9 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.apiserver_patch import merge_patch as apply_merge_patch
 
-from kopflow.controller.patches import apply_merge_patch, merge_patch
+from kopflow.controller.patches import merge_patch
 
 
 def test_a_cleared_retry_time_is_sent_as_null_and_unchanged_tasks_are_not_sent() -> None:
@@ -43,5 +44,7 @@ docs = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(docs, docs)
-def test_applying_the_patch_to_old_gives_new(old: dict[str, Any], new: dict[str, Any]) -> None:
+def test_the_api_servers_merge_of_the_patch_into_old_gives_new(
+    old: dict[str, Any], new: dict[str, Any]
+) -> None:
     assert apply_merge_patch(old, merge_patch(old, new)) == new

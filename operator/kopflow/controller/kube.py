@@ -1,8 +1,9 @@
-"""The few API calls the operator makes, as async methods over the official client.
+"""The few API calls the operator makes, as async methods.
 
-Only metadata-level access: Jobs (create, delete), Pods and Jobs are watched by kopf, the
-run's status, Workflows (read), Events (create) and kopflow's own cache ConfigMaps. Nothing
-here reads Secrets, user ConfigMaps or pod logs.
+Writes on the hot path go over `http.Http` (plain JSON); rare reads use the official client
+in worker threads. Only metadata-level access: Jobs (create, delete), Pods (read, for a late
+termination message), the run's status, Workflows (read), Events (create), Leases and
+kopflow's own cache ConfigMaps. Nothing here reads Secrets, user ConfigMaps or pod logs.
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ class Kube:
     def __init__(self, client: kubernetes.client.ApiClient) -> None:
         self.client = client
         self.http = Http(client.configuration, client.user_agent)
-        self.batch = kubernetes.client.BatchV1Api(client)
         self.core = kubernetes.client.CoreV1Api(client)
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.coordination = kubernetes.client.CoordinationV1Api(client)
@@ -87,17 +87,17 @@ class Kube:
             return False
         return True
 
-    async def delete_job(self, namespace: str, name: str) -> None:
-        """Delete a Job and, in the background, its Pod; a Job already gone is fine."""
+    async def _delete(self, path: str) -> None:
+        """Delete with Background propagation (dependents follow); already gone is fine."""
         try:
-            await self.http.request(
-                "DELETE",
-                f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
-                {"propagationPolicy": "Background"},
-            )
+            await self.http.request("DELETE", path, {"propagationPolicy": "Background"})
         except ApiError as err:
             if err.status != 404:
                 raise
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and, in the background, its Pod."""
+        await self._delete(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
 
     async def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         """The Pods of one Job (status only matters: exit code, termination message)."""
@@ -174,19 +174,8 @@ class Kube:
         )
 
     async def delete_run(self, namespace: str, name: str) -> None:
-        try:
-            await self._call(
-                self.custom.delete_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                "workflowruns",
-                name,
-                body={"propagationPolicy": "Background"},
-            )
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        """Delete a finished run; its Jobs follow by owner reference."""
+        await self._delete(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflowruns/{name}")
 
     async def post_event(
         self, involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime

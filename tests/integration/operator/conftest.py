@@ -82,6 +82,16 @@ class Kube:
         )
         return body
 
+    def run_ref(self, name: str, workflow: str, **params: str) -> dict[str, Any]:
+        """Create a WorkflowRun of a Workflow by reference, with parameter values."""
+        spec: dict[str, Any] = {"workflowRef": {"name": workflow}}
+        if params:
+            spec["parameters"] = params
+        return self.create(
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WorkflowRun",
+             "metadata": {"name": name}, "spec": spec}
+        )  # fmt: skip
+
     def create_file(self, name: str) -> list[dict[str, Any]]:
         docs = [d for d in yaml.safe_load_all((ROOT / "examples" / name).read_text()) if d]
         return [self.create(d) for d in docs]

@@ -49,14 +49,7 @@ def test_etl_diamond_passes_outputs_and_skips_by_when(operator: Operator, kube: 
 
 def test_flaky_succeeds_on_the_third_attempt(operator: Operator, kube: Kube) -> None:
     kube.create_file("flaky.yaml")
-    run = kube.create(
-        {
-            "apiVersion": "kopflow.dev/v1alpha1",
-            "kind": "WorkflowRun",
-            "metadata": {"name": "flaky-1"},
-            "spec": {"workflowRef": {"name": "flaky"}},
-        }
-    )
+    run = kube.run_ref("flaky-1", "flaky")
     done = kube.wait_run(run["metadata"]["name"])
     task = _tasks(done)["unreliable"]
     assert done["status"]["phase"] == "Succeeded"
@@ -139,14 +132,7 @@ def test_the_operator_never_reads_secrets_or_logs(operator: Operator, kube: Kube
 
 def test_editing_a_workflow_never_changes_a_started_run(operator: Operator, kube: Kube) -> None:
     kube.create_file("flaky.yaml")
-    kube.create(
-        {
-            "apiVersion": "kopflow.dev/v1alpha1",
-            "kind": "WorkflowRun",
-            "metadata": {"name": "pinned"},
-            "spec": {"workflowRef": {"name": "flaky"}},
-        }
-    )
+    kube.run_ref("pinned", "flaky")
     kube.wait_task("pinned", "unreliable", "Retrying")
     kube.custom.patch_namespaced_custom_object(
         "kopflow.dev",
@@ -163,14 +149,7 @@ def test_editing_a_workflow_never_changes_a_started_run(operator: Operator, kube
 
 def test_a_scheduled_workflow_can_also_be_run_by_hand(operator: Operator, kube: Kube) -> None:
     kube.create_file("cron.yaml")
-    kube.create(
-        {
-            "apiVersion": "kopflow.dev/v1alpha1",
-            "kind": "WorkflowRun",
-            "metadata": {"name": "manual"},
-            "spec": {"workflowRef": {"name": "nightly-report"}},
-        }
-    )
+    kube.run_ref("manual", "nightly-report")
     run = kube.wait_run("manual")
     assert run["status"]["phase"] == "Succeeded"
     # {{ schedule.date }} of a run by hand is the day it started

@@ -25,14 +25,7 @@ def test_runs_finish_correctly_under_injected_faults(operator: Operator, kube: K
     for i in range(3):
         (etl,) = kube.create_file("etl-run.yaml")
         runs.append(etl["metadata"]["name"])
-        flaky = kube.create(
-            {
-                "apiVersion": "kopflow.dev/v1alpha1",
-                "kind": "WorkflowRun",
-                "metadata": {"name": f"flaky-{i}"},
-                "spec": {"workflowRef": {"name": "flaky"}},
-            }
-        )
+        flaky = kube.run_ref(f"flaky-{i}", "flaky")
         runs.append(flaky["metadata"]["name"])
     for name in runs:
         status = kube.wait_run(name, timeout=120)["status"]

@@ -79,14 +79,7 @@ def test_operator_killed_twenty_times_loses_nothing(operator: Operator, kube: Ku
         for i in range(RUNS_PER_WAVE):
             name = f"sturdy-{wave}-{i}"
             names.append(name)
-            kube.create(
-                {
-                    "apiVersion": "kopflow.dev/v1alpha1",
-                    "kind": "WorkflowRun",
-                    "metadata": {"name": name},
-                    "spec": {"workflowRef": {"name": "sturdy"}, "parameters": {"v": name}},
-                }
-            )
+            kube.run_ref(name, "sturdy", v=name)
         last = progress(kube)
         while kills < KILLS:
             target = last + rng.randint(1, 2)

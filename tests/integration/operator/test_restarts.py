@@ -66,12 +66,15 @@ def workflow() -> dict[str, Any]:
 
 def progress(kube: Kube) -> int:
     """A number that grows with every step of every run: Jobs created plus tasks finished."""
-    return kube.server.call(progress_cached, kube)
+    done = 0
+    for run in kube.watched_runs():
+        for task in ((run.get("status") or {}).get("tasks") or {}).values():
+            done += task.get("phase") in ("Succeeded", "Failed", "Retrying")
+    return sum(kube.created_jobs.values()) + done
 
 
 def test_operator_killed_twenty_times_loses_nothing(operator: Operator, kube: Kube) -> None:
     rng = random.Random(20261128)
-    kube.watch_job_creations()
     kube.create(workflow())
     names: list[str] = []
     kills = 0
@@ -84,9 +87,7 @@ def test_operator_killed_twenty_times_loses_nothing(operator: Operator, kube: Ku
         while kills < KILLS:
             target = last + rng.randint(1, 2)
             try:
-                kube.server.wait_until(
-                    lambda _store, goal=target: progress_cached(kube) >= goal, timeout=8
-                )
+                kube.wait(lambda goal=target: progress(kube) >= goal, 8, "progress")
             except TimeoutError:
                 break  # this wave has finished: start the next one
             operator.kill()
@@ -109,13 +110,3 @@ def test_operator_killed_twenty_times_loses_nothing(operator: Operator, kube: Ku
     twice = {n: c for n, c in kube.created_jobs.items() if c > 1}
     assert twice == {}
     assert operator.starts == kills + 1
-
-
-def progress_cached(kube: Kube) -> int:
-    """progress() from inside the emulator's loop: read the store, not the API."""
-    rt = kube.server.storage_type("workflowruns.kopflow.dev")
-    done = 0
-    for run in kube.server.store.iter_objects(rt, kube.ns):
-        for task in ((run.get("status") or {}).get("tasks") or {}).values():
-            done += task.get("phase") in ("Succeeded", "Failed", "Retrying")
-    return sum(kube.created_jobs.values()) + done

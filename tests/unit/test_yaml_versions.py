@@ -97,7 +97,7 @@ spec:
   - name: a
     command: [echo]
     env: [{{name: DEBUG, value: {env}}}]
-    retry: {{limit: 1, {retry_key}: [Failed]}}
+    retry: {{limit: 1, {retry_key}: [Failed], backoff: {{seconds: 1.5}}}}
     timeoutSeconds: {timeout}
   schedule: {{cron: "0 3 * * *", suspend: {suspend}}}
 """

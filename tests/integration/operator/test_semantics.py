@@ -140,7 +140,8 @@ def test_invalid_runs_end_invalid_with_an_event_and_no_jobs(operator: Operator, 
 def test_templates_in_command_or_script_end_invalid_with_the_field(
     operator: Operator, kube: Kube
 ) -> None:
-    """The CRD cannot afford these checks on a real server (CEL cost): the operator makes them."""
+    """The CRD cannot afford these checks on a real server (CEL cost): the operator makes them,
+    for runs (phase Invalid, RunInvalid) and Workflows (Valid=False, InvalidWorkflow)."""
     params = {"parameters": [{"name": "who", "default": "x"}]}
     in_command = {**params, "tasks": [{"name": "a", "command": ["echo", "{{ params.who }}"]}]}
     in_script = {
@@ -160,6 +161,19 @@ def test_templates_in_command_or_script_end_invalid_with_the_field(
         assert status["phase"] == "Invalid"
         assert status["message"].startswith(f"{path}: templates are not allowed here")
         kube.wait_event(name, "RunInvalid")
+    workflow = run_doc("wf", in_script)["spec"]["workflow"]
+    kube.create(
+        {"apiVersion": "kopflow.dev/v1alpha1", "kind": "Workflow",
+         "metadata": {"name": "wf"}, "spec": workflow}
+    )  # fmt: skip
+    wf = kube.server.wait_for(
+        "workflows.kopflow.dev", kube.ns, "wf", lambda o: bool((o or {}).get("status"))
+    )
+    assert wf is not None
+    (valid,) = wf["status"]["conditions"]
+    assert valid["status"] == "False"
+    assert valid["message"].startswith("spec.tasks[1].script.source: templates are not allowed")
+    kube.wait_event("wf", "InvalidWorkflow")
     assert kube.jobs() == []
 
 

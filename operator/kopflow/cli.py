@@ -39,7 +39,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(f"error: {file}: no YAML document", file=sys.stderr)
             bad += 1
         for doc in docs:
-            issues = validate_document(doc.body)
+            issues = manifests.with_yaml_issues(doc, validate_document(doc.body))
             if issues:
                 bad += 1
                 print(f"{doc.label}: invalid", file=sys.stderr)

@@ -1,14 +1,27 @@
-"""Reading manifest files: multi-document YAML with file/document positions for messages."""
+"""Reading manifest files: multi-document YAML with file/document positions for messages.
+
+kopflow reads YAML 1.2; kubectl and Helm read the same file as YAML 1.1. `load()` also reports,
+for each document, every plain scalar the two read differently (`on:`, `default: no`), and every
+unquoted number or boolean where the CRD expects a string (`value: 1.10`): on a cluster either
+would mean something else than in `kopflow run`, or be refused.
+"""
 
 from __future__ import annotations
 
-import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from kopflow import yamlspec
+from kopflow.engine.validation import Issue, format_loc, renamed
+
+Loader = yamlspec.Yaml12Loader
+"""The YAML 1.2 (core schema) loader kopflow reads manifests with."""
 
 
 @dataclass(frozen=True)
@@ -18,10 +31,12 @@ class Document:
     source: str
     index: int
     body: Any
+    yaml_issues: tuple[Issue, ...] = field(default=())
+    """Scalars YAML 1.1 (kubectl, Helm) reads differently, or as a non-string in a string field."""
 
     @property
     def label(self) -> str:
-        """`file.yaml` for single-document files' first document, else `file.yaml#2`."""
+        """`file.yaml#1 (Kind name)`: the file, the document's position, what it is."""
         kind = self.body.get("kind", "?") if isinstance(self.body, dict) else "?"
         name = ""
         if isinstance(self.body, dict) and isinstance(self.body.get("metadata"), dict):
@@ -31,26 +46,8 @@ class Document:
         return f"{self.source}#{self.index + 1} ({kind} {name})".rstrip()
 
 
-class Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: only true/false, so `on:` and `no` stay strings.
-
-    YAML 1.1 reads a bare `on:` key (as in `retry.on`) as the boolean true.
-    """
-
-
-Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-
-
 def parse(text: str) -> list[Any]:
-    """Every document in a YAML text, with YAML 1.2 booleans."""
+    """Every document in a YAML text, read as YAML 1.2."""
     return list(yaml.load_all(text, Loader=Loader))
 
 
@@ -66,6 +63,111 @@ def load(path: str | Path) -> list[Document]:
         raise ManifestError(f"{path}: cannot read: {err.strerror}") from err
     try:
         bodies = parse(text)
+        nodes = list(yaml.compose_all(text, Loader=Loader))
     except yaml.YAMLError as err:
         raise ManifestError(f"{path}: not valid YAML: {err}") from err
-    return [Document(str(path), i, b) for i, b in enumerate(bodies) if b is not None]
+    return [
+        Document(str(path), i, body, tuple(yaml11_issues(node, _schema_of(body))))
+        for i, (body, node) in enumerate(zip(bodies, nodes, strict=True))
+        if body is not None
+    ]
+
+
+def with_yaml_issues(doc: Document, issues: list[Issue]) -> list[Issue]:
+    """A document's YAML 1.1 issues, then the other issues at paths they do not already name."""
+    named = {i.path for i in doc.yaml_issues}
+    return [*doc.yaml_issues, *(i for i in issues if i.path not in named)]
+
+
+# --- YAML 1.1 versus 1.2 ----------------------------------------------------------------------
+
+Schema = dict[str, Any]
+
+
+@cache
+def _schemas() -> dict[str, Schema]:
+    from kopflow.api import crd
+
+    return {
+        c["spec"]["names"]["kind"]: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for c in (crd.workflow_crd(), crd.workflow_run_crd())
+    }
+
+
+def _schema_of(body: Any) -> Schema | None:
+    kind = body.get("kind") if isinstance(body, dict) else None
+    return _schemas().get(kind) if isinstance(kind, str) else None
+
+
+def _child(schema: Schema | None, key: str) -> Schema | None:
+    if schema is None:
+        return None
+    if key in schema.get("properties", {}):
+        return schema["properties"][key]  # type: ignore[no-any-return]
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, dict) else None
+
+
+def _line(node: yaml.Node) -> str:
+    return f"line {node.start_mark.line + 1}"
+
+
+def _kubectl_reading(text: str) -> tuple[str, Any]:
+    """YAML 1.1 as go-yaml v2 hands it to kubectl: timestamps stay strings."""
+    tag, value = yamlspec.reading11(text)
+    return (yamlspec.STR, text) if tag == yamlspec.TIMESTAMP else (tag, value)
+
+
+def _fix(text: str, schema: Schema | None) -> str:
+    kind = (schema or {}).get("type")
+    if kind == "boolean":
+        return "write true or false"
+    if kind in ("integer", "number"):
+        return "write the number in plain decimal"
+    return f'quote it: "{text}"'
+
+
+def yaml11_issues(
+    node: yaml.Node, schema: Schema | None, loc: tuple[int | str, ...] = ()
+) -> Iterator[Issue]:
+    """Every plain key or value of a composed document that YAML 1.1 reads differently from
+    YAML 1.2, or that is not a string where the schema wants one; with its path and fix."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            path = format_loc((*loc, key.value))
+            r11, r12 = _kubectl_reading(key.value), yamlspec.reading12(key.value)
+            misread = {r11[0], r12[0]} - {yamlspec.STR, yamlspec.MERGE}
+            if key.style is None and misread:
+                if loc and (message := renamed(str(loc[-1]), key.value)):
+                    yield Issue(path, f"{message} ({_line(key)})")
+                else:
+                    yield Issue(
+                        path,
+                        f"YAML 1.1 (kubectl, Helm) reads the key {key.value} as "
+                        f'{yamlspec.describe(r11)} ({_line(key)}); quote it: "{key.value}"',
+                    )
+            yield from yaml11_issues(value, _child(schema, key.value), (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        items = schema.get("items") if schema else None
+        for i, item in enumerate(node.value):
+            yield from yaml11_issues(item, items if isinstance(items, dict) else None, (*loc, i))
+    elif isinstance(node, yaml.ScalarNode) and node.style is None:
+        text, path = node.value, format_loc(loc)
+        r11, r12 = _kubectl_reading(text), yamlspec.reading12(text)
+        if not yamlspec.same(r11, r12):
+            yield Issue(
+                path,
+                f"YAML 1.1 (kubectl, Helm) reads {text} as {yamlspec.describe(r11)}, YAML 1.2 "
+                f"(kopflow) as {yamlspec.describe(r12)} ({_line(node)}); {_fix(text, schema)}",
+            )
+        elif (schema or {}).get("type") == "string" and r12[0] not in (
+            yamlspec.STR,
+            "tag:yaml.org,2002:null",
+        ):
+            yield Issue(
+                path,
+                f"YAML reads {text} as {yamlspec.describe(r12)} but this field is a string "
+                f'({_line(node)}); quote it: "{text}"',
+            )

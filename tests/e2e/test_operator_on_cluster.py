@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support import kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "kopflow.dev", "v1alpha1"
@@ -28,14 +29,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Any, str]]:
     from kubernetes import client, config
 
     config.load_kube_config()
-    subprocess.run(
-        ["kubectl", "apply", "--server-side", "-f", str(ROOT / "crds")], check=True, timeout=120
-    )
-    subprocess.run(
-        ["kubectl", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"],
-        check=True,
-        timeout=90,
-    )
+    kubectl.install_crds(None)
     core = client.CoreV1Api()
     ns = core.create_namespace({"metadata": {"generateName": "kopflow-e2e-"}}).metadata.name
     log = (tmp_path / "operator.log").open("wb")

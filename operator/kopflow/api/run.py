@@ -45,7 +45,7 @@ class WorkflowRunSpec(Model):
 class Attempt(Model):
     """One finished attempt of a task, kept compactly (the last 10)."""
 
-    n: int
+    attempt: int
     """Attempt number, from 1."""
     exit_code: int | None = None
     """Container exit code, when it exited."""

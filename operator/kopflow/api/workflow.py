@@ -77,7 +77,7 @@ class Retry(Model):
     """Number of retries: a task runs at most limit+1 times."""
     backoff: Backoff = Field(default_factory=Backoff)
     """Delay between attempts."""
-    on: Annotated[list[FailureKind], Field(max_length=3)] = Field(
+    reasons: Annotated[list[FailureKind], Field(max_length=3)] = Field(
         default_factory=lambda: list(ALL_FAILURE_KINDS)
     )
     """Failure kinds that are retried: Failed (non-zero exit), Timeout (timeoutSeconds

@@ -29,7 +29,7 @@ from kopflow.engine.reconcile import reconcile
 from kopflow.engine.render import run_values
 from kopflow.engine.state import RunState, jobs_to_observe
 from kopflow.engine.times import format_time, parse_time
-from kopflow.engine.validation import Issue, format_loc, missing_images, validate_spec
+from kopflow.engine.validation import Issue, missing_images, pydantic_issues, validate_spec
 from kopflow.executors.kubernetes import build_job
 
 logger = logging.getLogger("kopflow.runs")
@@ -121,7 +121,11 @@ class RunWorker:
         status = self._status()
         if status is not None and status.phase in FINISHED_RUN_PHASES:
             return await self._expire(status)
-        run = WorkflowRun.model_validate(self.body)
+        try:
+            run = WorkflowRun.model_validate(self.body)
+        except ValidationError as err:  # what the CRD schema let through (or an older CRD)
+            await self._invalid(pydantic_issues(err))
+            return DONE
         try:
             spec, params = await self._resolve(run, status)
         except Invalid as err:
@@ -204,7 +208,7 @@ class RunWorker:
             try:
                 spec = WorkflowSpec.model_validate(body.get("spec") or {})
             except ValidationError as err:
-                issues = [Issue(format_loc(e["loc"], "spec"), e["msg"]) for e in err.errors()]
+                issues = pydantic_issues(err, "spec")
                 raise Invalid(
                     [Issue(f"Workflow {ref}: {i.path}", i.message) for i in issues]
                 ) from err

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from kopflow.api.workflow import Condition, WorkflowSpec
 from kopflow.engine.conditions import set_condition
 from kopflow.engine.times import format_time
-from kopflow.engine.validation import Issue, format_loc, missing_images, validate_spec
+from kopflow.engine.validation import Issue, missing_images, pydantic_issues, validate_spec
 
 MAX_ISSUES = 5
 
@@ -19,7 +19,7 @@ def issues_of(spec: Any) -> list[Issue]:
     try:
         model = WorkflowSpec.model_validate(spec or {})
     except ValidationError as err:
-        return [Issue(format_loc(e["loc"], "spec"), e["msg"]) for e in err.errors()]
+        return pydantic_issues(err, "spec")
     return validate_spec(model) + missing_images(model)
 
 

@@ -208,7 +208,7 @@ class _Step:
         if final and not status.history:
             return None
         attempt = Attempt(
-            n=status.attempts,
+            attempt=status.attempts,
             exit_code=exit_code,
             reason=reason,
             started_at=status.attempt_started_at,

@@ -15,7 +15,7 @@ LOST_REASONS = frozenset({"Evicted", "NodeLost", "Preempted", "Lost"})
 
 
 def failure_kind(observation: Observation) -> FailureKind:
-    """How a finished, unsuccessful attempt counts for `retry.on`."""
+    """How a finished, unsuccessful attempt counts for `retry.reasons`."""
     if observation.state in ("lost", "missing") or observation.reason in LOST_REASONS:
         return "Lost"
     if observation.reason in TIMEOUT_REASONS:
@@ -43,9 +43,9 @@ def classify(observation: Observation) -> tuple[FailureKind, str, str | None]:
 def should_retry(
     retry: Retry | None, kind: FailureKind, exit_code: int | None, attempts: int
 ) -> bool:
-    """Whether attempt `attempts + 1` may run: within the limit, a kind in `on`, and for
+    """Whether attempt `attempts + 1` may run: within the limit, a kind in `reasons`, and for
     Failed an exit code in `exitCodes` when that list is given."""
-    if retry is None or attempts > retry.limit or kind not in retry.on:
+    if retry is None or attempts > retry.limit or kind not in retry.reasons:
         return False
     if kind == "Failed" and retry.exit_codes is not None:
         return exit_code in retry.exit_codes

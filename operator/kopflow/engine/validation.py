@@ -16,7 +16,7 @@ from croniter import croniter
 from pydantic import ValidationError
 
 from kopflow.api.run import WorkflowRun
-from kopflow.api.workflow import Task, Workflow, WorkflowSpec
+from kopflow.api.workflow import VERSION, Task, Workflow, WorkflowSpec
 from kopflow.engine import dag, templating
 
 
@@ -48,13 +48,27 @@ _HINTS = {
 }
 
 
-def _pydantic_issues(error: ValidationError, prefix: str = "") -> list[Issue]:
+RENAMED = {("retry", "on"): "retry.reasons"}
+"""Fields renamed while the API is v1alpha1: (parent, old key) -> new path. `retry.on` became
+`retry.reasons` because YAML 1.1 (kubectl, Helm) reads a bare `on` key as the boolean true."""
+
+
+def renamed(parent: str, key: str) -> str | None:
+    """The message for a key that was renamed, or None."""
+    new = RENAMED.get((parent, key))
+    return f"renamed to {new} in {VERSION}" if new else None
+
+
+def pydantic_issues(error: ValidationError, prefix: str = "") -> list[Issue]:
+    """A pydantic error as issues with field paths and hints (shared with the operator)."""
     issues = []
     for err in error.errors():
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         message = _HINTS.get(err["type"], err["msg"])
         if err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
             message = "must be a lower-case DNS label (a-z, 0-9 and '-'), e.g. load-data"
+        if err["type"] == "extra_forbidden" and len(loc) >= 2:
+            message = renamed(str(loc[-2]), str(loc[-1])) or message
         issues.append(Issue(format_loc(loc, prefix), message))
     return issues
 
@@ -328,7 +342,7 @@ def parse_workflow(doc: Mapping[str, Any]) -> tuple[Workflow | None, list[Issue]
     try:
         wf = Workflow.model_validate(doc)
     except ValidationError as err:
-        return None, _pydantic_issues(err)
+        return None, pydantic_issues(err)
     return wf, validate_spec(wf.spec)
 
 
@@ -337,7 +351,7 @@ def parse_run(doc: Mapping[str, Any]) -> tuple[WorkflowRun | None, list[Issue]]:
     try:
         run = WorkflowRun.model_validate(doc)
     except ValidationError as err:
-        return None, _pydantic_issues(err)
+        return None, pydantic_issues(err)
     issues = []
     if (run.spec.workflow is None) == (run.spec.workflow_ref is None):
         issues.append(Issue("spec", "set exactly one of spec.workflowRef or spec.workflow"))

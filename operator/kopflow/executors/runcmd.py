@@ -96,6 +96,7 @@ def select(docs: list[manifests.Document]) -> tuple[str, WorkflowSpec, dict[str,
 
 
 def _raise(doc: manifests.Document, issues: list[Issue]) -> None:
+    issues = manifests.with_yaml_issues(doc, issues)
     if issues:
         raise Invalid([f"{doc.label}: invalid", *(f"  {i}" for i in issues)])
 

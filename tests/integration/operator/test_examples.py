@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.integration.operator.conftest import Kube, Operator, kubectl
+from tests.integration.operator.conftest import Kube, Operator
+from tests.support import kubectl
 
 
 def _tasks(run: dict[str, Any]) -> dict[str, Any]:
@@ -94,11 +95,11 @@ def test_kubectl_get_wfr_shows_phase_progress_duration(operator: Operator, kube:
     (created,) = kube.create_file("etl-run.yaml")
     name = created["metadata"]["name"]
     kube.wait_run(name)
-    out = kubectl(kube.cluster.admin_kubeconfig, "get", "wfr", "-n", kube.ns)
+    out = kubectl.lines(kube.cluster.admin_kubeconfig, "get", "wfr", "-n", kube.ns)
     assert out[0].split() == ["NAME", "PHASE", "PROGRESS", "DURATION", "AGE"]
     row = out[1].split()
     assert row[:3] == [name, "Succeeded", "5/5"] and row[3].endswith("s")
-    wf = kubectl(kube.cluster.admin_kubeconfig, "get", "wf", "-n", kube.ns)
+    wf = kubectl.lines(kube.cluster.admin_kubeconfig, "get", "wf", "-n", kube.ns)
     assert wf[0].split()[:3] == ["NAME", "SCHEDULE", "SUSPENDED"]
 
 

@@ -137,6 +137,46 @@ def test_invalid_runs_end_invalid_with_an_event_and_no_jobs(operator: Operator, 
     assert kube.jobs() == []
 
 
+def test_templates_in_command_or_script_end_invalid_with_the_field(
+    operator: Operator, kube: Kube
+) -> None:
+    """The CRD cannot afford these checks on a real server (CEL cost): the operator makes them,
+    for runs (phase Invalid, RunInvalid) and Workflows (Valid=False, InvalidWorkflow)."""
+    params = {"parameters": [{"name": "who", "default": "x"}]}
+    in_command = {**params, "tasks": [{"name": "a", "command": ["echo", "{{ params.who }}"]}]}
+    in_script = {
+        **params,
+        "tasks": [
+            sleeper("ok", 0),
+            {"name": "b", "script": {"command": [PY], "source": "print('{{params.who}}')"}},
+        ],
+    }
+    kube.create(run_doc("in-command", in_command))
+    kube.create(run_doc("in-script", in_script))
+    for name, path in (
+        ("in-command", "spec.workflow.tasks[0].command[1]"),
+        ("in-script", "spec.workflow.tasks[1].script.source"),
+    ):
+        status = kube.wait_run(name)["status"]
+        assert status["phase"] == "Invalid"
+        assert status["message"].startswith(f"{path}: templates are not allowed here")
+        kube.wait_event(name, "RunInvalid")
+    workflow = run_doc("wf", in_script)["spec"]["workflow"]
+    kube.create(
+        {"apiVersion": "kopflow.dev/v1alpha1", "kind": "Workflow",
+         "metadata": {"name": "wf"}, "spec": workflow}
+    )  # fmt: skip
+    wf = kube.server.wait_for(
+        "workflows.kopflow.dev", kube.ns, "wf", lambda o: bool((o or {}).get("status"))
+    )
+    assert wf is not None
+    (valid,) = wf["status"]["conditions"]
+    assert valid["status"] == "False"
+    assert valid["message"].startswith("spec.tasks[1].script.source: templates are not allowed")
+    kube.wait_event("wf", "InvalidWorkflow")
+    assert kube.jobs() == []
+
+
 def test_workflow_gets_a_valid_condition(operator: Operator, kube: Kube) -> None:
     kube.create_file("etl.yaml")
     wf = kube.wait_workflow_status("etl")

@@ -45,7 +45,7 @@ def task_fields(draw: st.DrawFn, allow_when: bool) -> dict[str, Any]:
                 "seconds": draw(st.integers(0, 20)),
                 "factor": draw(st.sampled_from([1, 2])),
             },
-            "on": draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True)),
+            "reasons": draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True)),
         }
         if draw(st.integers(0, 3)) == 0:
             fields["retry"]["exitCodes"] = [1, 2]

@@ -24,7 +24,7 @@ def test_huge_factors_do_not_overflow() -> None:
 
 
 def test_limit_counts_retries_and_on_and_exit_codes_filter_them() -> None:
-    retry = Retry(limit=2, on=["Failed", "Lost"], exit_codes=[3])
+    retry = Retry(limit=2, reasons=["Failed", "Lost"], exit_codes=[3])
     assert should_retry(retry, "Failed", 3, attempts=1)
     assert should_retry(retry, "Failed", 3, attempts=2)
     assert not should_retry(retry, "Failed", 3, attempts=3)  # 3 attempts = limit + 1
@@ -56,7 +56,7 @@ def test_a_flaky_task_is_retried_after_its_backoff_and_succeeds() -> None:
     assert sim.started("flaky") == [T0, at(15), at(40)]
     flaky = sim.task("flaky")
     assert (status.phase, flaky.phase, flaky.attempts) == ("Succeeded", "Succeeded", 3)
-    assert [(a.n, a.exit_code, a.reason) for a in flaky.history or []] == [
+    assert [(a.attempt, a.exit_code, a.reason) for a in flaky.history or []] == [
         (1, 1, "Error"),
         (2, 1, "Error"),
         (3, 0, "Completed"),
@@ -104,7 +104,7 @@ def test_an_exit_code_outside_exit_codes_is_not_retried() -> None:
 
 
 def test_only_failure_kinds_in_on_are_retried() -> None:
-    s = spec(task("t", retry={"limit": 5, "on": ["Failed"]}))
+    s = spec(task("t", retry={"limit": 5, "reasons": ["Failed"]}))
     sim = Sim(s, {"t": Outcome("lost", reason="Evicted", message="node low on memory")})
     sim.run()
     t = sim.task("t")
@@ -118,7 +118,7 @@ def test_history_keeps_the_last_ten_attempts() -> None:
     sim.run()
     t = sim.task("t")
     assert t.attempts == 15
-    assert [a.n for a in t.history or []] == list(range(6, 16))
+    assert [a.attempt for a in t.history or []] == list(range(6, 16))
 
 
 def test_a_single_attempt_is_described_by_the_task_itself() -> None:
@@ -130,7 +130,7 @@ def test_a_single_attempt_is_described_by_the_task_itself() -> None:
 
 
 def test_a_task_past_its_timeout_is_stopped_and_counts_as_timeout() -> None:
-    s = spec(task("slow", timeoutSeconds=60, retry={"limit": 1, "on": ["Timeout"]}))
+    s = spec(task("slow", timeoutSeconds=60, retry={"limit": 1, "reasons": ["Timeout"]}))
     sim = Sim(s, {"slow": [HANG, OK]})
     first = sim.step()
     assert first.requeue_at == at(30)  # the missing-job grace comes first
@@ -147,7 +147,7 @@ def test_a_task_past_its_timeout_is_stopped_and_counts_as_timeout() -> None:
 
 
 def test_a_kubernetes_deadline_counts_as_timeout() -> None:
-    s = spec(task("t", retry={"limit": 1, "on": ["Timeout"]}))
+    s = spec(task("t", retry={"limit": 1, "reasons": ["Timeout"]}))
     sim = Sim(s, {"t": [Outcome("failed", reason="DeadlineExceeded"), OK]})
     sim.run()
     assert [a.reason for a in sim.task("t").history or []] == ["Timeout", "Completed"]

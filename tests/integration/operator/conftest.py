@@ -30,10 +30,10 @@ import kubernetes
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
+from tests.support import kubectl
 from tests.support.apiserver import ApiServer
 from tests.support.apiserver_fixtures import WIDGET_CRD
 from tests.support.control_plane import ControlPlane
-from tests.support import kubectl
 from tests.support.informer import Cache, Obj
 from tests.support.kubelet import Kubelet
 

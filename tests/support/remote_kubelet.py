@@ -130,6 +130,7 @@ class _Run:
         self.proc: asyncio.subprocess.Process | None = None
         self.killed_by: str | None = None  # "delete", "gone", "deadline", "timeout", "stop"
         self.wake = asyncio.Event()
+        self.terminating = False
         self.task: asyncio.Task[None] | None = None
 
 
@@ -172,6 +173,8 @@ class RemoteKubelet:
         self.pods: dict[str, Obj] = {}  # last seen pod of this node, by uid
         self._logs: dict[Key, Path] = {}
         self._confirming: set[str] = set()
+        self.conflicts = 0
+        """Status writes answered 409 (then re-read and retried)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -586,12 +589,7 @@ class RemoteKubelet:
             if _terminating(pod) and run.killed_by is None:
                 run.killed_by = "delete"
                 run.wake.set()
-                grace = float(pod["metadata"].get("deletionGracePeriodSeconds") or 0)
-                task = asyncio.create_task(
-                    pod_process.terminate(run.proc, min(grace, self.kill_grace))
-                )
-                self._tasks.append(task)
-                task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+                self._terminate(run)
             return
         if _terminating(pod):
             self._spawn(self._confirm_unstarted(pod), uid)
@@ -599,6 +597,16 @@ class RemoteKubelet:
             run = _Run(pod)
             self.runs[uid] = run
             run.task = asyncio.create_task(self._run_pod(run), name=f"pod-{run.key}")
+
+    def _terminate(self, run: _Run) -> None:
+        """SIGTERM the deleted pod's process, SIGKILL after min(its grace, kill_grace); once."""
+        if run.proc is None or run.terminating:
+            return  # not started yet: _run_container terminates it once it is
+        run.terminating = True
+        grace = float(run.pod["metadata"].get("deletionGracePeriodSeconds") or 0)
+        task = asyncio.create_task(pod_process.terminate(run.proc, min(grace, self.kill_grace)))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
 
     # -- pod status ----------------------------------------------------------------------------
 
@@ -628,6 +636,7 @@ class RemoteKubelet:
                 if exc.status != 409 and exc.status < 500 and exc.status != 429:
                     log.warning("status of %s: %s", _pod_path(pod), exc)
                     return False
+                self.conflicts += exc.status == 409
                 current = None
                 await asyncio.sleep(0.01 * attempt)
                 continue
@@ -877,6 +886,10 @@ class RemoteKubelet:
             await self._write_status(
                 run.uid, run.pod, self._running(run.pod, running, restarts, last, cid)
             )
+        if run.killed_by == "delete":  # deleted while it started
+            self._terminate(run)
+        elif run.killed_by is not None:
+            pod_process.signal_group(run.proc, signal.SIGKILL)
         await self._wait(run)
         code = run.proc.returncode
         assert code is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -337,6 +338,10 @@ def running_pid(cluster: Cluster, kubelet: RemoteKubelet, job: str) -> tuple[str
     pod = cluster.one_pod(job, lambda p: "running" in state(p))
     name = pod["metadata"]["name"]
     pid = kubelet.pids()[(cluster.ns, name)]
+    deadline = time.monotonic() + 10
+    while "sleeping" not in (kubelet.logs(cluster.ns, name) or ""):  # its SIGTERM handler is set
+        assert time.monotonic() < deadline, kubelet.logs(cluster.ns, name)
+        time.sleep(0.01)  # nothing to await: the process only writes its log
     assert alive(pid)
     return name, pid
 
@@ -404,3 +409,88 @@ def test_runs_as_its_own_process_and_stops_on_sigterm(
             proc.kill()
             proc.wait(5)
         core.delete_node(node)  # no pod of a later test may be scheduled to a stopped node
+
+
+def test_a_process_killed_by_sigkill_it_did_not_send_is_reported_oomkilled(
+    cluster: Cluster, remote_kubelet: RemoteKubelet
+) -> None:
+    cluster.batch.create_namespaced_job(cluster.ns, job_manifest("hog", [PY, "-c", SLEEPER]))
+    _, pid = running_pid(cluster, remote_kubelet, "hog")
+
+    os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    job = cluster.job("hog", finished)
+
+    assert condition(job, "Failed") is not None, job["status"]
+    pod = cluster.one_pod("hog", lambda p: "terminated" in state(p))
+    assert state(pod)["terminated"]["exitCode"] == 137
+    assert state(pod)["terminated"]["reason"] == "OOMKilled"
+
+
+def test_restart_policy_on_failure_restarts_the_process_in_place(cluster: Cluster) -> None:
+    script = (
+        "import os, pathlib, sys\n"
+        "marker = pathlib.Path(os.environ['HOME'], 'tried')\n"
+        "if not marker.exists():\n"
+        "    marker.touch()\n"
+        "    sys.exit(7)\n"
+        "open(os.environ['KOPFLOW_OUTPUTS'], 'w').write('second time lucky')\n"
+    )
+    manifest = job_manifest("flaky", [PY, "-c", script])
+    manifest["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    job = cluster.run(manifest)
+
+    assert condition(job, "Complete") is not None, job["status"]
+    pod = cluster.one_pod("flaky", lambda p: p["status"]["phase"] == "Succeeded")
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 7
+    assert status["state"]["terminated"]["message"] == "second time lucky"
+
+
+def test_status_written_by_others_survives_the_kubelets_writes(
+    cluster: Cluster, remote_kubelet: RemoteKubelet, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    script = (
+        f"import pathlib, time\nwhile not pathlib.Path({str(go)!r}).exists(): time.sleep(0.01)\n"
+    )
+    cluster.batch.create_namespaced_job(cluster.ns, job_manifest("shared", [PY, "-c", script]))
+    pod = cluster.one_pod("shared", lambda p: "running" in state(p))
+    name = pod["metadata"]["name"]
+    mine = {"type": "example.com/Audited", "status": "True", "reason": "Checked"}
+    patched = cluster.core.patch_namespaced_pod_status(
+        name,
+        cluster.ns,
+        [{"op": "add", "path": "/status/conditions/-", "value": mine}],
+    )
+    uid, rv = pod["metadata"]["uid"], patched.metadata.resource_version
+    deadline = time.monotonic() + 10
+    while remote_kubelet.pods[uid]["metadata"]["resourceVersion"] != rv:  # its watch saw it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    remote_kubelet.pods[uid] = pod  # make it write from a stale copy: 409, re-read, retry
+    conflicts = remote_kubelet.conflicts
+
+    go.touch()
+    cluster.job("shared", finished)
+
+    pod = cluster.one_pod("shared", lambda p: p["status"]["phase"] == "Succeeded")
+    kept = {c["type"]: c for c in pod["status"]["conditions"]}["example.com/Audited"]
+    assert (kept["status"], kept["reason"]) == ("True", "Checked")
+    assert remote_kubelet.conflicts > conflicts
+
+
+def test_a_force_deleted_pod_has_its_process_killed(
+    cluster: Cluster, remote_kubelet: RemoteKubelet
+) -> None:
+    cluster.batch.create_namespaced_job(cluster.ns, job_manifest("gone", [PY, "-c", SLEEPER]))
+    name, pid = running_pid(cluster, remote_kubelet, "gone")
+
+    cluster.core.delete_namespaced_pod(name, cluster.ns, grace_period_seconds=0)
+    cluster.batch.delete_namespaced_job("gone", cluster.ns, propagation_policy="Background")
+    cluster.pods("gone", lambda pods: name not in pods)
+
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:  # no event tells when a process dies
+        time.sleep(0.02)
+    assert not alive(pid)

@@ -134,6 +134,15 @@ class _Run:
         self.task: asyncio.Task[None] | None = None
 
 
+class _Http(Http):
+    """Http with extra headers on every request (impersonation)."""
+
+    extra: dict[str, str] = {}
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), **self.extra}
+
+
 class RemoteKubelet:
     """The node of a real control plane, on its own event loop in a thread.
 
@@ -157,12 +166,14 @@ class RemoteKubelet:
         max_restarts: int = 2,
         max_runtime: float = 600.0,
         workdir: Path | None = None,
+        as_node: bool = True,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.node_name = node_name
         self.kill_grace = kill_grace
         self.max_restarts = max_restarts
         self.max_runtime = max_runtime
+        self.as_node = as_node
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kopflow-remote-kubelet-"))
         self.config = kubernetes.client.Configuration()
@@ -178,7 +189,7 @@ class RemoteKubelet:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._http: Http | None = None
+        self._http: _Http | None = None
         self._watch_session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._listed = asyncio.Event()
@@ -263,7 +274,8 @@ class RemoteKubelet:
 
     async def _start(self) -> None:
         self._listed = asyncio.Event()
-        self._http = Http(self.config, f"kopflow-sim-kubelet/{KUBELET_VERSION} ({self.node_name})")
+        self._http = _Http(self.config, f"kopflow-sim-kubelet/{KUBELET_VERSION} ({self.node_name})")
+        self._http.extra = self._identity()
         self._watch_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=ssl_context(self.config), limit=4),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
@@ -274,6 +286,16 @@ class RemoteKubelet:
             asyncio.create_task(self._renew_lease(), name="kubelet-lease"),
         ]
         await self._listed.wait()
+
+    def _identity(self) -> dict[str, str]:
+        """Act as the node itself (the Node authorizer then allows what a kubelet may do: its
+        own Node and Lease, pods bound to it, the Secrets and ConfigMaps they reference)."""
+        if not self.as_node:
+            return {}
+        return {
+            "Impersonate-User": f"system:node:{self.node_name}",
+            "Impersonate-Group": "system:nodes",
+        }
 
     async def _stop(self) -> None:
         self._stopping = True
@@ -509,7 +531,7 @@ class RemoteKubelet:
     async def _stream(self, path: str) -> AsyncIterator[tuple[str, Obj]]:
         """The events of one watch request, each line decoded (lines of any length)."""
         assert self._watch_session is not None
-        headers = auth_headers(self.config, "kopflow-sim-kubelet")
+        headers = {**auth_headers(self.config, "kopflow-sim-kubelet"), **self._identity()}
         async with self._watch_session.get(
             self.config.host + path,
             headers=headers,

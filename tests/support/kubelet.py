@@ -10,9 +10,11 @@ podFailurePolicy, successPolicy, suspending a running Job.
 
 The kubelet binds pods to its node and runs the first container's command + args as a local
 process in its own process group (the image is ignored; never through a shell unless the command
-is one). The process gets the container's env (plain values, and valueFrom/envFrom where the
-referenced object exists), a temp file in place of the terminationMessagePath, and its output is
-served as the pod log. Pod status goes Pending -> Running -> terminated with exit code, reason
+is one; see pod_process, shared with remote_kubelet). The process gets the container's env
+(plain values, valueFrom, envFrom; while a referenced Secret, ConfigMap or key is missing the
+container waits with reason CreateContainerConfigError, as on a real node, until it exists), a
+temp file in place of the terminationMessagePath, and its output is served as the pod log.
+Pod status goes Pending -> Running -> terminated with exit code, reason
 (Completed, Error, OOMKilled when the process dies of SIGKILL it did not send, StartError when it
 cannot start) and the termination message (at most 4096 bytes).
 
@@ -442,6 +444,8 @@ class Kubelet:
             pod = self.store.find(self.pods, namespace, name)
             if pod is None or pod["metadata"]["uid"] != run.uid or terminating(pod):
                 return
+            if not await self._config_ready(run, pod):
+                return
             restarts, last_state = 0, None
             while True:
                 final = await self._run_container(run, pod, restarts, last_state)
@@ -461,6 +465,57 @@ class Kubelet:
                 del self.runs[run.key]
             if self._started:
                 self._enqueue("pod", namespace, name)
+
+    async def _config_ready(self, run: _Run, pod: Obj) -> bool:
+        """Hold the container while a Secret, ConfigMap or key its env needs is missing, as the
+        real kubelet does (waiting, CreateContainerConfigError), retrying until it exists.
+        False: the pod was deleted meanwhile."""
+        container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+        shown = None
+        while True:
+            try:
+                self._env(pod, container, "", "")
+                return True
+            except pod_process.ConfigError as exc:
+                if str(exc) != shown:
+                    shown = str(exc)
+                    self._write_status(pod, lambda o, m=shown: self._mark_waiting(o, m))
+            await asyncio.sleep(0.1)
+            current = self.store.find(self.pods, *run.key)
+            if current is None or current["metadata"]["uid"] != run.uid or terminating(current):
+                return False
+
+    def _mark_waiting(self, o: Obj, message: str) -> None:
+        status = o.setdefault("status", {})
+        when = now_ts()
+        status.update(hostIP="127.0.0.1", podIP="127.0.0.1", phase="Pending")
+        status.update(hostIPs=[{"ip": "127.0.0.1"}], podIPs=[{"ip": "127.0.0.1"}])
+        status.setdefault("startTime", when)
+        containers = (o.get("spec") or {}).get("containers") or [{}]
+        names = ",".join(str(c.get("name", "")) for c in containers)
+        kept = [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]
+        status["conditions"] = (
+            kept
+            + [
+                {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": when}
+                for t in ("PodReadyToStartContainers", "Initialized")
+            ]
+            + [
+                {
+                    "type": t,
+                    "status": "False",
+                    "reason": "ContainersNotReady",
+                    "message": f"containers with unready status: [{names}]",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": when,
+                }
+                for t in ("Ready", "ContainersReady")
+            ]
+        )
+        waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
+        status["containerStatuses"] = [
+            {**pod_process.container_status(c, waiting, 0), "imageID": ""} for c in containers
+        ]
 
     def _report(
         self, pod: Obj, phase: str, state: Obj, restarts: int, last: Obj | None, run: _Run
@@ -578,7 +633,7 @@ class Kubelet:
             await run.proc.wait()
 
     def _env(self, pod: Obj, container: Obj, message_path: str, home: str) -> dict[str, str]:
-        """The container's environment; a missing ConfigMap or Secret leaves its variables out."""
+        """The container's environment (ConfigError while a referenced object is missing)."""
         namespace = pod["metadata"]["namespace"]
         data = {
             (kind, name): pod_process.object_data(
@@ -593,7 +648,6 @@ class Kubelet:
             node_name=self.node_name,
             home=home,
             message_path=message_path,
-            strict=False,
         )
 
     def _log(self, namespace: str, name: str, container: str | None) -> str | None:

@@ -186,6 +186,12 @@ class RemoteKubelet:
         self._confirming: set[str] = set()
         self.conflicts = 0
         """Status writes answered 409 (then re-read and retried)."""
+        self.lists = self.watches = 0
+        """Pod lists (the first, and one after each 410 Gone) and watch requests made."""
+        self.watch_seconds = WATCH_SECONDS
+        self._response: aiohttp.ClientResponse | None = None
+        self._gone = False
+        self._done: set[str] = set()  # uids of pods whose container ended: never run again
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -269,6 +275,18 @@ class RemoteKubelet:
     def pids(self) -> dict[Key, int]:
         """The process id of each pod's current or last process."""
         return dict(self._call(lambda: {r.key: r.proc.pid for r in self.runs.values() if r.proc}))
+
+    def drop_watch(self, gone: bool = False) -> None:
+        """Cut the pod watch's connection, as a network fault would (for tests). With `gone`
+        the next watch request is refused as after an etcd compaction (410 Gone), so the kubelet
+        must list again."""
+
+        def drop() -> None:
+            self._gone = gone
+            if self._response is not None:
+                self._response.close()
+
+        self._call(drop)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -495,14 +513,19 @@ class RemoteKubelet:
         while not self._stopping:
             try:
                 if rv is None:
+                    self.lists += 1
                     listed = await self._request("GET", f"/api/v1/pods?fieldSelector={selector}")
                     rv = str(listed["metadata"]["resourceVersion"])
                     self._relisted(listed.get("items") or [])
                     self._listed.set()
                 url = (
                     f"/api/v1/pods?watch=1&fieldSelector={selector}&resourceVersion={rv}"
-                    f"&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}"
+                    f"&allowWatchBookmarks=true&timeoutSeconds={self.watch_seconds}"
                 )
+                self.watches += 1
+                if self._gone:
+                    self._gone = False
+                    raise ApiError(410, {"reason": "Expired", "message": "injected: too old"})
                 async for kind, obj in self._stream(url):
                     failures = 0
                     if kind == "ERROR":
@@ -536,9 +559,10 @@ class RemoteKubelet:
             self.config.host + path,
             headers=headers,
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=10, sock_read=WATCH_SECONDS + 30
+                total=None, sock_connect=10, sock_read=self.watch_seconds + 30
             ),
         ) as resp:
+            self._response = resp
             if resp.status >= 400:
                 text = await resp.text()
                 try:
@@ -598,6 +622,7 @@ class RemoteKubelet:
         run = self.runs.get(uid)
         if kind == "DELETED":
             self.pods.pop(uid, None)
+            self._done.discard(uid)
             if run is not None:  # gone for good (grace 0, or confirmed): nothing to report to
                 run.killed_by = run.killed_by or "gone"
                 run.wake.set()
@@ -615,7 +640,7 @@ class RemoteKubelet:
             return
         if _terminating(pod):
             self._spawn(self._confirm_unstarted(pod), uid)
-        elif not _finished(pod) and not self._stopping:
+        elif not _finished(pod) and not self._stopping and uid not in self._done:
             run = _Run(pod)
             self.runs[uid] = run
             run.task = asyncio.create_task(self._run_pod(run), name=f"pod-{run.key}")
@@ -844,6 +869,8 @@ class RemoteKubelet:
         finally:
             if self.runs.get(run.uid) is run:
                 del self.runs[run.uid]
+            if run.uid in self.pods:
+                self._done.add(run.uid)
         latest = self.pods.get(run.uid)
         if latest is not None and _terminating(latest) and not self._stopping:
             await self._confirm(latest)

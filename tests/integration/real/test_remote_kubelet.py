@@ -494,3 +494,25 @@ def test_a_force_deleted_pod_has_its_process_killed(
     while alive(pid) and time.monotonic() < deadline:  # no event tells when a process dies
         time.sleep(0.02)
     assert not alive(pid)
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    """Poll a counter of the kubelet (nothing to watch) until `check()`, bounded."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("too_old", [False, True], ids=["connection-cut", "gone-410"])
+def test_the_pod_watch_recovers_from_a_cut_connection_and_410_gone(
+    cluster: Cluster, remote_kubelet: RemoteKubelet, too_old: bool
+) -> None:
+    lists, watches = remote_kubelet.lists, remote_kubelet.watches
+
+    remote_kubelet.drop_watch(gone=too_old)
+    wait_until(lambda: remote_kubelet.watches > watches, "the watch was not re-opened")
+    job = cluster.run(job_manifest("after", [PY, "-c", "print('still here')"]))
+
+    assert condition(job, "Complete") is not None, job["status"]
+    assert remote_kubelet.lists == lists + (1 if too_old else 0)

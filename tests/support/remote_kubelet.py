@@ -662,20 +662,15 @@ class RemoteKubelet:
         False when the pod (this uid) is gone."""
         current: Obj | None = self.pods.get(uid) or pod
         for attempt in range(10):
-            if current is None:
-                try:
-                    current = await self._request("GET", _pod_path(pod))
-                except ApiError as exc:
-                    if exc.status == 404:
-                        return False
-                    raise
-                if current["metadata"]["uid"] != uid:
-                    return False
-            new = copy.deepcopy(current)
-            change(new.setdefault("status", {}))
-            if new.get("status") == current.get("status"):
-                return True
             try:
+                if current is None:
+                    current = await self._request("GET", _pod_path(pod))
+                    if current["metadata"]["uid"] != uid:
+                        return False
+                new = copy.deepcopy(current)
+                change(new.setdefault("status", {}))
+                if new.get("status") == current.get("status"):
+                    return True
                 written = await self._request("PUT", _pod_path(pod, "/status"), new)
             except ApiError as exc:
                 if exc.status == 404:

@@ -220,6 +220,9 @@ def test_job_runs_and_completes_with_the_termination_message(
     name = pod["metadata"]["name"]
     assert remote_kubelet.logs(cluster.ns, name) == f"hello from {name}\n"
 
+    cluster.batch.delete_namespaced_job("extract", cluster.ns, propagation_policy="Background")
+    cluster.pods("extract", lambda pods: not pods)  # the kubelet confirmed the GC's deletion
+
 
 def test_failing_command_fails_the_job_with_its_exit_code(cluster: Cluster) -> None:
     script = "import sys; print('boom: no such table', file=sys.stderr); sys.exit(3)"

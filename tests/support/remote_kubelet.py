@@ -41,8 +41,11 @@ import datetime
 import json
 import logging
 import platform
+import select
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -176,6 +179,7 @@ class RemoteKubelet:
         self.as_node = as_node
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kopflow-remote-kubelet-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.config = kubernetes.client.Configuration()
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=str(self.kubeconfig), client_configuration=self.config
@@ -1015,18 +1019,103 @@ def _parse(ts: str) -> float:
     return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
+def read_log(workdir: Path, namespace: str, pod: str) -> str | None:
+    """A pod's log from a kubelet's workdir (the newest pod of that name), or None."""
+    found = sorted(workdir.glob(f"{namespace}_{pod}_*/log.txt"), key=lambda p: p.stat().st_mtime_ns)
+    return found[-1].read_bytes().decode("utf-8", "replace") if found else None
+
+
+class KubeletProcess:
+    """The kubelet as its own process (`python -m tests.support.remote_kubelet`), so that a
+    benchmark's node does not take the CPU of the process under test.
+
+        node = KubeletProcess(kubeconfig, workdir=tmp_path / "node").start()
+        ... node.logs(namespace, pod) ...
+        node.stop()   # SIGTERM: it kills its processes and exits 0
+    """
+
+    def __init__(
+        self,
+        kubeconfig: str | Path,
+        *,
+        workdir: Path,
+        node_name: str = "kopflow-sim",
+        kill_grace: float = 2.0,
+    ) -> None:
+        self.kubeconfig, self.workdir, self.node_name = Path(kubeconfig), workdir, node_name
+        self.kill_grace = kill_grace
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 30.0) -> KubeletProcess:
+        """Start it; returns once its Node is Ready and untainted."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        root = Path(__file__).resolve().parents[2]
+        with (self.workdir / "kubelet.log").open("a") as err:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.support.remote_kubelet",
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                    "--node",
+                    self.node_name,
+                    "--workdir",
+                    str(self.workdir),
+                    "--kill-grace",
+                    str(self.kill_grace),
+                ],
+                cwd=root,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().strip() if ready else ""
+        if line != f"node {self.node_name} ready":
+            self.stop()
+            log_text = (self.workdir / "kubelet.log").read_text()[-3000:]
+            raise RuntimeError(f"the kubelet process did not get ready: {line!r}\n{log_text}")
+        return self
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; its exit code (0 for a clean stop)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        return proc.returncode
+
+    def logs(self, namespace: str, pod: str) -> str | None:
+        return read_log(self.workdir, namespace, pod)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the kubelet as its own process until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m tests.support.remote_kubelet")
     parser.add_argument("--kubeconfig", required=True, help="admin kubeconfig of the control plane")
     parser.add_argument("--node", default="kopflow-sim", help="Node name (default kopflow-sim)")
     parser.add_argument("--kill-grace", type=float, default=2.0)
+    parser.add_argument(
+        "--workdir", type=Path, help="keep pod homes and logs here: <namespace>_<pod>_<uid8>/"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    kubelet = RemoteKubelet(args.kubeconfig, node_name=args.node, kill_grace=args.kill_grace)
+    kubelet = RemoteKubelet(
+        args.kubeconfig, node_name=args.node, kill_grace=args.kill_grace, workdir=args.workdir
+    )
     kubelet.start()
     print(f"node {args.node} ready", flush=True)
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any
 import kubernetes
 import pytest
 from tests.support.control_plane import ControlPlane
-from tests.support.remote_kubelet import NOT_READY_TAINT, RemoteKubelet
+from tests.support.remote_kubelet import NOT_READY_TAINT, KubeletProcess, RemoteKubelet
 
 Obj = dict[str, Any]
 PY = sys.executable
@@ -380,38 +379,29 @@ def test_active_deadline_kills_a_long_sleeper(
 
 
 def test_runs_as_its_own_process_and_stops_on_sigterm(
-    control_plane: ControlPlane, real_client: kubernetes.client.ApiClient, tmp_path: Path
+    cluster: Cluster, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    core = kubernetes.client.CoreV1Api(real_client)
-    node = "kopflow-sim-process"
-    proc = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "tests.support.remote_kubelet",
-            "--kubeconfig",
-            str(control_plane.kubeconfig),
-            "--node",
-            node,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "stderr").open("w"),
-        text=True,
+    node = KubeletProcess(
+        control_plane.kubeconfig or "", workdir=tmp_path / "node", node_name="kopflow-sim-process"
     )
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line == f"node {node} ready", (tmp_path / "stderr").read_text()
-        ready = {c.type: c.status for c in core.read_node(node).status.conditions}["Ready"]
-        assert ready == "True"
-        proc.terminate()
-        assert proc.wait(timeout=20) == 0
+        node.start()
+        ready = {c.type: c.status for c in cluster.core.read_node(node.node_name).status.conditions}
+        assert ready["Ready"] == "True"
+        manifest = job_manifest("there", [PY, "-c", "print('on the other node')"])
+        manifest["spec"]["template"]["spec"]["nodeSelector"] = {
+            "kubernetes.io/hostname": node.node_name
+        }
+        job = cluster.run(manifest)
+        assert condition(job, "Complete") is not None, job["status"]
+        pod = cluster.one_pod("there", lambda p: p["status"]["phase"] == "Succeeded")
+        assert pod["spec"]["nodeName"] == node.node_name
+        assert node.logs(cluster.ns, pod["metadata"]["name"]) == "on the other node\n"
+
+        assert node.stop() == 0  # SIGTERM: a clean stop
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        core.delete_node(node)  # no pod of a later test may be scheduled to a stopped node
+        node.stop()
+        cluster.core.delete_node(node.node_name)  # no later pod may be bound to a stopped node
 
 
 def test_a_process_killed_by_sigkill_it_did_not_send_is_reported_oomkilled(

@@ -1,7 +1,8 @@
 """A simulated kubelet for a real control plane: one Node whose pods run as local processes.
 
 On the real server the Job controller, scheduler and garbage collector are real; this plays only
-the kubelet, and only through the API, as a kubelet does:
+the kubelet, and only through the API, as the node (it impersonates `system:node:<name>`, so the
+Node authorizer lets it do what a kubelet may and no more):
 
 - registers a Node (generous capacity, Ready, 127.0.0.1) and removes the
   `node.kubernetes.io/not-ready:NoSchedule` taint the API server puts on every new Node (no
@@ -20,15 +21,17 @@ the kubelet, and only through the API, as a kubelet does:
   controller's activeDeadlineSeconds) gets SIGTERM, SIGKILL after min(grace, `kill_grace`), a
   terminal status, then the kubelet's confirming delete (grace 0, uid precondition).
 
-Not done: the kubelet's HTTPS endpoint, so `kubectl logs` (the API server's proxy to
-https://<node InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>/containerLogs/...) does not
-work; tests read `logs(namespace, pod)`. Init containers, probes, volumes, Events.
+Only the first container runs (the others are reported waiting, then unknown). Not done: the
+kubelet's HTTPS endpoint, so `kubectl logs` (the API server's proxy to
+https://<node address>:<daemonEndpoints.kubeletEndpoint.Port>/containerLogs/...) does not work;
+tests read `logs(namespace, pod)`. Init containers, probes, volumes, Events.
 
     kubelet = RemoteKubelet(kubeconfig).start()   # returns once the Node is Ready and untainted
     ...
     kubelet.stop()                                # kills every process it started
 
-or as its own process (SIGTERM stops it): python -m tests.support.remote_kubelet --kubeconfig K
+or as its own process (SIGTERM stops it): `python -m tests.support.remote_kubelet --kubeconfig K`,
+which `KubeletProcess` starts and stops.
 """
 
 from __future__ import annotations
@@ -739,7 +742,9 @@ class RemoteKubelet:
 
         return change
 
-    def _running(self, pod: Obj, state: Obj, restarts: int, last: Obj | None, cid: str) -> Any:
+    def _running(
+        self, pod: Obj, state: Obj, restarts: int, last: Obj | None, cid: str
+    ) -> Callable[[Obj], None]:
         containers = (pod.get("spec") or {}).get("containers") or [{}]
 
         def change(status: Obj) -> None:

@@ -210,6 +210,10 @@ class Kubelet:
 
         return self.apiserver.call(alive)
 
+    def logs(self, namespace: str, pod: str) -> str | None:
+        """The pod's stdout+stderr so far (as RemoteKubelet.logs), or None."""
+        return self._log(namespace, pod, None)
+
     def pids(self) -> list[int]:
         return self.apiserver.call(
             lambda: [r.proc.pid for r in self.runs.values() if r.proc is not None]

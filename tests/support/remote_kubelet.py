@@ -137,6 +137,7 @@ class _Run:
         self.killed_by: str | None = None  # "delete", "gone", "deadline", "timeout", "stop"
         self.wake = asyncio.Event()
         self.terminating = False
+        self.evicted: str | None = None  # the eviction message
         self.task: asyncio.Task[None] | None = None
 
 
@@ -279,9 +280,31 @@ class RemoteKubelet:
             )
         )
 
-    def pids(self) -> dict[Key, int]:
-        """The process id of each pod's current or last process."""
-        return dict(self._call(lambda: {r.key: r.proc.pid for r in self.runs.values() if r.proc}))
+    def pids(self) -> list[int]:
+        """Process ids of the pods it runs now (as Kubelet.pids)."""
+        return list(self._call(lambda: [r.proc.pid for r in self.runs.values() if r.proc]))
+
+    def pid(self, namespace: str, pod: str) -> int | None:
+        """The process id of the pod's process while the kubelet runs it."""
+        runs = self._call(lambda: [r for r in self.runs.values() if r.key == (namespace, pod)])
+        return runs[0].proc.pid if runs and runs[0].proc is not None else None
+
+    def evict(
+        self, namespace: str, pod: str, message: str = "The node was low on resource: memory. "
+    ) -> None:
+        """Kubelet eviction: SIGKILL the process; the pod fails with reason Evicted (and the
+        DisruptionTarget condition, as the eviction manager writes it) and stays."""
+
+        def evict() -> None:
+            for run in self.runs.values():
+                if run.key == (namespace, pod):
+                    run.killed_by, run.evicted = "evict", message
+                    run.wake.set()
+                    pod_process.signal_group(run.proc, signal.SIGKILL)
+                    return
+            raise LookupError(f"no process of pod {namespace}/{pod} runs on this node")
+
+        self._call(evict)
 
     def drop_watch(self, gone: bool = False) -> None:
         """Cut the pod watch's connection, as a network fault would (for tests). With `gone`
@@ -792,16 +815,18 @@ class RemoteKubelet:
             if reason is not None:
                 status["reason"], status["message"] = reason
             why = "PodCompleted" if phase == "Succeeded" else "PodFailed"
-            _conditions(
-                status,
-                {
-                    "PodReadyToStartContainers": ("False", None),
-                    "Initialized": ("True", None),
-                    "Ready": ("False", why),
-                    "ContainersReady": ("False", why),
-                },
-                when,
-            )
+            values: dict[str, tuple[str, str | None]] = {
+                "PodReadyToStartContainers": ("False", None),
+                "Initialized": ("True", None),
+                "Ready": ("False", why),
+                "ContainersReady": ("False", why),
+            }
+            if reason is not None and reason[0] == "Evicted":
+                values["DisruptionTarget"] = ("True", "TerminationByKubelet")
+            _conditions(status, values, when)
+            for c in status["conditions"]:
+                if c["type"] == "DisruptionTarget" and reason is not None:
+                    c["message"] = reason[1]
             status["containerStatuses"] = [
                 pod_process.container_status(containers[0], state, restarts, last, cid)
             ] + [pod_process.container_status(c, _unknown(when), 0) for c in containers[1:]]
@@ -855,7 +880,9 @@ class RemoteKubelet:
                 return
             phase = "Succeeded" if final["terminated"]["exitCode"] == 0 else "Failed"
             reason = None
-            if run.killed_by == "deadline":
+            if run.evicted is not None:
+                phase, reason = "Failed", ("Evicted", run.evicted)
+            elif run.killed_by == "deadline":
                 phase, reason = (
                     "Failed",
                     (

@@ -339,7 +339,8 @@ def running_pid(cluster: Cluster, kubelet: RemoteKubelet, job: str) -> tuple[str
     """The pod of the Job once its process runs (and has said so), and the process id."""
     pod = cluster.one_pod(job, lambda p: "running" in state(p))
     name = pod["metadata"]["name"]
-    pid = kubelet.pids()[(cluster.ns, name)]
+    pid = kubelet.pid(cluster.ns, name)
+    assert pid is not None and pid in kubelet.pids()
     deadline = time.monotonic() + 10
     while "sleeping" not in (kubelet.logs(cluster.ns, name) or ""):  # its SIGTERM handler is set
         assert time.monotonic() < deadline, kubelet.logs(cluster.ns, name)
@@ -509,3 +510,25 @@ def test_the_pod_watch_recovers_from_a_cut_connection_and_410_gone(
 
     assert condition(job, "Complete") is not None, job["status"]
     assert remote_kubelet.lists == lists + (1 if too_old else 0)
+
+
+def test_an_evicted_pod_fails_with_reason_evicted_and_the_job_counts_a_failure(
+    cluster: Cluster, remote_kubelet: RemoteKubelet
+) -> None:
+    cluster.batch.create_namespaced_job(cluster.ns, job_manifest("evicted", [PY, "-c", SLEEPER]))
+    name, pid = running_pid(cluster, remote_kubelet, "evicted")
+
+    remote_kubelet.evict(cluster.ns, name, "The node was low on resource: memory. ")
+    job = cluster.job("evicted", finished)
+
+    failed = condition(job, "Failed")
+    assert failed is not None and failed["reason"] == "BackoffLimitExceeded", job["status"]
+    assert not alive(pid)
+    pod = cluster.one_pod("evicted", lambda p: p["status"]["phase"] == "Failed")
+    assert (pod["status"]["reason"], pod["status"]["message"]) == (
+        "Evicted",
+        "The node was low on resource: memory. ",
+    )
+    disruption = condition(pod, "DisruptionTarget")
+    assert disruption is not None and disruption["reason"] == "TerminationByKubelet"
+    assert state(pod)["terminated"]["exitCode"] == 137

@@ -226,7 +226,10 @@ def test_env_values_references_and_expansion(
         {"name": "SENTENCE", "value": "$(GREETING) world $$(GREETING)"},
         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "LEVEL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "level"}}},
-        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "token"}}},
+        {
+            "name": "TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "missing", "key": "token", "optional": True}},
+        },
     ]
     script = (
         "import os; keys = ['SENTENCE', 'POD', 'LEVEL', 'TOKEN', 'FROM_CM_level'];"
@@ -235,7 +238,7 @@ def test_env_values_references_and_expansion(
     manifest = job_manifest("env", [PY, "-c", script], env=env)
     manifest["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [
         {"configMapRef": {"name": "settings"}, "prefix": "FROM_CM_"},
-        {"secretRef": {"name": "missing"}},
+        {"secretRef": {"name": "missing", "optional": True}},
     ]
     run(manifest)
 
@@ -243,6 +246,37 @@ def test_env_values_references_and_expansion(
     assert terminated(pod)["message"] == repr(
         ["hello world $(GREETING)", pod["metadata"]["name"], "debug", None, "debug"]
     )
+
+
+def test_missing_secret_holds_the_container_until_it_exists(
+    run: Callable[..., Obj], apiserver: ApiServer, batch: Any, core: Any, namespace: str
+) -> None:
+    script = "import os; open(os.environ['KOPFLOW_OUTPUTS'], 'w').write(os.environ['PASSWORD'])"
+    env = [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "late", "key": "pw"}}}]
+    batch.create_namespaced_job(namespace, job_manifest("wait", [PY, "-c", script], env=env))
+
+    def waiting(pod: Obj | None) -> bool:
+        statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or [{}]
+        return "waiting" in (statuses[0].get("state") or {})
+
+    apiserver.wait_for(
+        "jobs.batch", namespace, "wait", lambda j: ((j or {}).get("status") or {}).get("active"), 5
+    )
+    name = only_pod(apiserver, namespace, "wait")["metadata"]["name"]
+    pod = apiserver.wait_for("pods", namespace, name, waiting, 5)
+    assert pod is not None and pod["status"]["phase"] == "Pending"
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"] == {
+        "reason": "CreateContainerConfigError",
+        "message": 'secret "late" not found',
+    }
+
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "late"}, "stringData": {"pw": "hunter2"}}
+    )
+    job = apiserver.wait_for("jobs.batch", namespace, "wait", finished, 15)
+
+    assert condition(job, "Complete") is not None
+    assert terminated(only_pod(apiserver, namespace, "wait"))["message"] == "hunter2"
 
 
 def test_termination_message_is_capped_at_4096_bytes(

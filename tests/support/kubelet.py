@@ -10,9 +10,11 @@ podFailurePolicy, successPolicy, suspending a running Job.
 
 The kubelet binds pods to its node and runs the first container's command + args as a local
 process in its own process group (the image is ignored; never through a shell unless the command
-is one). The process gets the container's env (plain values, and valueFrom/envFrom where the
-referenced object exists), a temp file in place of the terminationMessagePath, and its output is
-served as the pod log. Pod status goes Pending -> Running -> terminated with exit code, reason
+is one; see pod_process, shared with remote_kubelet). The process gets the container's env
+(plain values, valueFrom, envFrom; while a referenced Secret, ConfigMap or key is missing the
+container waits with reason CreateContainerConfigError, as on a real node, until it exists), a
+temp file in place of the terminationMessagePath, and its output is served as the pod log.
+Pod status goes Pending -> Running -> terminated with exit code, reason
 (Completed, Error, OOMKilled when the process dies of SIGKILL it did not send, StartError when it
 cannot start) and the termination message (at most 4096 bytes).
 
@@ -35,36 +37,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import pod_process
 from .apiserver import ApiServer
 from .apiserver_store import terminating
 from .apiserver_types import ApiError, Obj, ResourceType, now_ts, parse_ts
+from .pod_process import expand
 
 JOB_TRACKING = "batch.kubernetes.io/job-tracking"
-MESSAGE_LIMIT = 4096
+MESSAGE_LIMIT = pod_process.MESSAGE_LIMIT
 LOG_LIMIT = 1 << 20
-_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 Key = tuple[str, str]
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """Kubernetes `$(VAR)` expansion in command, args and env values (`$$` escapes)."""
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        return env.get(m.group(1), m.group(0))
-
-    return _REF.sub(sub, text)
+__all__ = ["JOB_TRACKING", "Kubelet", "expand"]
 
 
 def _condition(kind: str, reason: str, message: str, when: str) -> Obj:
@@ -75,19 +65,6 @@ def _condition(kind: str, reason: str, message: str, when: str) -> Obj:
         "message": message,
         "lastProbeTime": when,
         "lastTransitionTime": when,
-    }
-
-
-def _start_error(started: str, message: str) -> Obj:
-    """The state of a container whose process could not be started (as containerd reports it)."""
-    return {
-        "terminated": {
-            "exitCode": 128,
-            "reason": "StartError",
-            "startedAt": started,
-            "finishedAt": now_ts(),
-            "message": message,
-        }
     }
 
 
@@ -233,6 +210,10 @@ class Kubelet:
 
         return self.apiserver.call(alive)
 
+    def logs(self, namespace: str, pod: str) -> str | None:
+        """The pod's stdout+stderr so far (as RemoteKubelet.logs), or None."""
+        return self._log(namespace, pod, None)
+
     def pids(self) -> list[int]:
         return self.apiserver.call(
             lambda: [r.proc.pid for r in self.runs.values() if r.proc is not None]
@@ -368,20 +349,11 @@ class Kubelet:
         self.store.mutate(self.pods, m["namespace"], m["name"], scheduled, subresource="status")
 
     async def _terminate(self, run: _Run, grace: float) -> None:
-        self._signal(run, signal.SIGTERM)
-        proc = run.proc
-        if proc is None:
-            return
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except TimeoutError:
-            self._signal(run, signal.SIGKILL)
+        await pod_process.terminate(run.proc, grace)
 
     @staticmethod
     def _signal(run: _Run, sig: int) -> None:
-        if run.proc is not None and run.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(run.proc.pid, sig)
+        pod_process.signal_group(run.proc, sig)
 
     def _disrupt(self, namespace: str, name: str, how: str, message: str) -> None:
         pod = self.store.get(self.pods, namespace, name)
@@ -453,22 +425,13 @@ class Kubelet:
         if how == "lost" and self.store.find(self.pods, m["namespace"], m["name"]) is not None:
             self.store.delete(self.pods, m["namespace"], m["name"], {"gracePeriodSeconds": 0})
 
+    @staticmethod
     def _container_status(
-        self, container: Obj, state: Obj, restarts: int, last: Obj | None = None
+        container: Obj, state: Obj, restarts: int, last: Obj | None = None
     ) -> Obj:
-        image = str(container.get("image", ""))
-        running = "running" in state
-        return {
-            "name": container.get("name", ""),
-            "image": image,
-            "imageID": f"sim://{image}",
-            "containerID": f"sim://{container.get('name', '')}",
-            "ready": running,
-            "started": running,
-            "restartCount": restarts,
-            "state": state,
-            "lastState": last or {},
-        }
+        return pod_process.container_status(
+            container, state, restarts, last, f"sim://{container.get('name', '')}"
+        )
 
     def _write_status(self, pod: Obj, change: Callable[[Obj], None]) -> None:
         m = pod["metadata"]
@@ -484,6 +447,8 @@ class Kubelet:
                 await asyncio.sleep(self.start_delay)
             pod = self.store.find(self.pods, namespace, name)
             if pod is None or pod["metadata"]["uid"] != run.uid or terminating(pod):
+                return
+            if not await self._config_ready(run, pod):
                 return
             restarts, last_state = 0, None
             while True:
@@ -504,6 +469,57 @@ class Kubelet:
                 del self.runs[run.key]
             if self._started:
                 self._enqueue("pod", namespace, name)
+
+    async def _config_ready(self, run: _Run, pod: Obj) -> bool:
+        """Hold the container while a Secret, ConfigMap or key its env needs is missing, as the
+        real kubelet does (waiting, CreateContainerConfigError), retrying until it exists.
+        False: the pod was deleted meanwhile."""
+        container = ((pod.get("spec") or {}).get("containers") or [{}])[0]
+        shown = None
+        while True:
+            try:
+                self._env(pod, container, "", "")
+                return True
+            except pod_process.ConfigError as exc:
+                if str(exc) != shown:
+                    shown = str(exc)
+                    self._write_status(pod, lambda o, m=shown: self._mark_waiting(o, m))
+            await asyncio.sleep(0.1)
+            current = self.store.find(self.pods, *run.key)
+            if current is None or current["metadata"]["uid"] != run.uid or terminating(current):
+                return False
+
+    def _mark_waiting(self, o: Obj, message: str) -> None:
+        status = o.setdefault("status", {})
+        when = now_ts()
+        status.update(hostIP="127.0.0.1", podIP="127.0.0.1", phase="Pending")
+        status.update(hostIPs=[{"ip": "127.0.0.1"}], podIPs=[{"ip": "127.0.0.1"}])
+        status.setdefault("startTime", when)
+        containers = (o.get("spec") or {}).get("containers") or [{}]
+        names = ",".join(str(c.get("name", "")) for c in containers)
+        kept = [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]
+        status["conditions"] = (
+            kept
+            + [
+                {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": when}
+                for t in ("PodReadyToStartContainers", "Initialized")
+            ]
+            + [
+                {
+                    "type": t,
+                    "status": "False",
+                    "reason": "ContainersNotReady",
+                    "message": f"containers with unready status: [{names}]",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": when,
+                }
+                for t in ("Ready", "ContainersReady")
+            ]
+        )
+        waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
+        status["containerStatuses"] = [
+            {**pod_process.container_status(c, waiting, 0), "imageID": ""} for c in containers
+        ]
 
     def _report(
         self, pod: Obj, phase: str, state: Obj, restarts: int, last: Obj | None, run: _Run
@@ -552,27 +568,17 @@ class Kubelet:
         message_file = home / f"termination-log-{restarts}"
         message_file.touch()
         env = self._env(pod, container, str(message_file), str(home))
-        argv = [
-            expand(str(a), env)
-            for a in (container.get("command") or []) + (container.get("args") or [])
-        ]
+        argv = pod_process.command(container, env)
         started = now_ts()
         log_path = self.logs.setdefault(run.key, home / "log.txt")
         if not argv:
-            return _start_error(started, "no command specified")
+            return pod_process.start_error(started, now_ts(), "no command specified")
         try:
-            with log_path.open("ab") as out:
-                run.proc = await asyncio.create_subprocess_exec(
-                    *argv,
-                    env=env,
-                    cwd=container.get("workingDir") or str(home),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            run.proc = await pod_process.spawn(
+                argv, env, container.get("workingDir") or str(home), log_path
+            )
         except OSError as exc:
-            return _start_error(started, f"exec: {exc}")
+            return pod_process.start_error(started, now_ts(), f"exec: {exc}")
         running = {"running": {"startedAt": started}}
         self._write_status(
             pod, lambda o: self._mark_running(o, container, running, restarts, last, started)
@@ -580,22 +586,14 @@ class Kubelet:
         await self._wait(run, pod)
         code = run.proc.returncode
         assert code is not None
-        exit_code = code if code >= 0 else 128 - code
-        if code == -signal.SIGKILL and run.killed_by is None:
-            reason = "OOMKilled"
-        else:
-            reason = "Completed" if code == 0 else "Error"
-        terminated: Obj = {
-            "exitCode": exit_code,
-            "reason": reason,
-            "startedAt": started,
-            "finishedAt": now_ts(),
-            "containerID": f"sim://{container.get('name', '')}",
-        }
-        message = self._message(message_file, container, log_path, code)
-        if message:
-            terminated["message"] = message
-        return {"terminated": terminated}
+        return pod_process.terminated(
+            code,
+            signalled_by_us=run.killed_by is not None,
+            started=started,
+            finished=now_ts(),
+            message=pod_process.read_message(message_file, container, log_path, code),
+            cid=f"sim://{container.get('name', '')}",
+        )
 
     def _mark_running(
         self, o: Obj, container: Obj, state: Obj, restarts: int, last: Obj | None, started: str
@@ -638,90 +636,23 @@ class Kubelet:
             self._signal(run, signal.SIGKILL)
             await run.proc.wait()
 
-    @staticmethod
-    def _message(path: Path, container: Obj, log_path: Path, code: int) -> str:
-        with path.open("rb") as f:
-            data = f.read(MESSAGE_LIMIT)
-        if (
-            not data.strip()
-            and code != 0
-            and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-        ):
-            with log_path.open("rb") as f:
-                f.seek(max(0, log_path.stat().st_size - 2048))
-                data = f.read()
-        return data.decode("utf-8", "replace")
-
     def _env(self, pod: Obj, container: Obj, message_path: str, home: str) -> dict[str, str]:
-        """The container's environment: a PATH that finds this venv's python, then the pod's env."""
-        m = pod["metadata"]
-        bin_dir = str(Path(sys.executable).parent)
-        env = {
-            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOSTNAME": m["name"],
-            "HOME": home,
-            "LANG": "C.UTF-8",
+        """The container's environment (ConfigError while a referenced object is missing)."""
+        namespace = pod["metadata"]["namespace"]
+        data = {
+            (kind, name): pod_process.object_data(
+                kind, self.store.find(self.store.storage[("", kind + "s")], namespace, name)
+            )
+            for kind, name in pod_process.sources(container)
         }
-        namespace = m["namespace"]
-        for source in container.get("envFrom") or []:
-            ref = source.get("configMapRef") or source.get("secretRef")
-            data = self._data(source, namespace, str((ref or {}).get("name", "")))
-            for key, value in (data or {}).items():
-                env[source.get("prefix", "") + key] = value
-        for item in container.get("env") or []:
-            name = str(item.get("name", ""))
-            if "value" in item:
-                env[name] = expand(str(item["value"]), env)
-            elif isinstance(item.get("valueFrom"), dict):
-                value = self._value_from(item["valueFrom"], pod)
-                if value is not None:
-                    env[name] = value
-        path = container.get("terminationMessagePath", "/dev/termination-log")
-        for name, value in env.items():
-            if value == path:
-                env[name] = message_path
-        return env
-
-    def _data(self, source: Obj, namespace: str, name: str) -> dict[str, str] | None:
-        """A ConfigMap's data or a Secret's decoded data (None when it does not exist)."""
-        import base64
-
-        if "configMapRef" in source or "configMapKeyRef" in source:
-            cm = self.store.find(self.store.storage[("", "configmaps")], namespace, name)
-            return None if cm is None else dict(cm.get("data") or {})
-        secret = self.store.find(self.store.storage[("", "secrets")], namespace, name)
-        if secret is None:
-            return None
-        decoded = {
-            k: base64.b64decode(v).decode("utf-8", "replace")
-            for k, v in (secret.get("data") or {}).items()
-        }
-        return {**decoded, **(secret.get("stringData") or {})}
-
-    def _value_from(self, source: Obj, pod: Obj) -> str | None:
-        m = pod["metadata"]
-        field = (source.get("fieldRef") or {}).get("fieldPath")
-        if field:
-            label = re.match(r"metadata\.(labels|annotations)\['(.+)'\]$", field)
-            if label:
-                found = (m.get(label.group(1)) or {}).get(label.group(2))
-                return None if found is None else str(found)
-            values: dict[str, str | None] = {
-                "metadata.name": m["name"],
-                "metadata.namespace": m["namespace"],
-                "metadata.uid": m["uid"],
-                "spec.nodeName": self.node_name,
-                "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName"),
-                "status.podIP": "127.0.0.1",
-                "status.hostIP": "127.0.0.1",
-            }
-            return values.get(field)
-        for kind in ("configMapKeyRef", "secretKeyRef"):
-            ref = source.get(kind)
-            if isinstance(ref, dict):
-                data = self._data({kind: ref}, m["namespace"], str(ref.get("name", "")))
-                return None if data is None else data.get(str(ref.get("key", "")))
-        return None
+        return pod_process.build_env(
+            pod,
+            container,
+            data,
+            node_name=self.node_name,
+            home=home,
+            message_path=message_path,
+        )
 
     def _log(self, namespace: str, name: str, container: str | None) -> str | None:
         path = self.logs.get((namespace, name))

@@ -21,7 +21,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.apiserver import ApiServer
+from tests.support.apiserver import ADMIN_TOKEN, ApiServer
 
 NS = "bench"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -97,7 +97,8 @@ async def measure(op: Op, seconds: float, concurrency: int) -> int:
             done += 1
             i += concurrency
 
-    async with aiohttp.ClientSession() as session:
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with aiohttp.ClientSession(headers=auth) as session:
         await asyncio.gather(*(worker(session, k) for k in range(concurrency)))
     return done
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support.apiserver import ApiServer
+from tests.support.apiserver import ADMIN_TOKEN, ApiServer
 
 HERE = Path(__file__).resolve().parents[1] / "conformance"
 SCRIPT = HERE / "api_diff.py"
@@ -41,6 +41,8 @@ def _run_section(server: ApiServer, section: str, out: Path) -> subprocess.Popen
             str(SCRIPT),
             "--server",
             server.url,
+            "--token",
+            ADMIN_TOKEN,
             "--out",
             str(out),
             "--section",

@@ -32,8 +32,23 @@ import yaml
 from aiohttp import web
 
 from .apiserver_apply import apply
+from .apiserver_auth import (
+    ADMIN,
+    ADMIN_TOKEN,
+    ANONYMOUS,
+    ISSUER,
+    Authenticator,
+    Authorizer,
+    UserInfo,
+    bootstrap_policy,
+    forbidden,
+    is_watch,
+    request_attributes,
+    self_subject_review,
+    token_request,
+)
 from .apiserver_controllers import Controllers
-from .apiserver_faults import FaultInjector, RequestLog, RequestRecord, Subject
+from .apiserver_faults import FaultInjector, RequestLog, RequestRecord
 from .apiserver_selectors import FieldSelector, LabelSelector
 from .apiserver_store import APPLY, Gone, Store
 from .apiserver_types import (
@@ -51,14 +66,30 @@ T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CRD_DIR = REPO_ROOT / "crds"
-ADMIN_TOKEN = "kopflow-emulator-admin"
+__all__ = ["ADMIN", "ADMIN_TOKEN", "ANONYMOUS", "ApiServer", "UserInfo"]
 SERVER_VERSION = "v1.36.2"
 JOB_DELETE_WARNING = (
     "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background "
     "to remove them or set propagationPolicy=Orphan to suppress this warning"
 )
 AGGREGATED = "as=APIGroupDiscoveryList"
+_USER = web.RequestKey("user", UserInfo)  # the authenticated user of a request
+_REVIEWS = {
+    ("authentication.k8s.io", "selfsubjectreviews"),
+    ("authentication.k8s.io", "tokenreviews"),
+}
 _NOT_FOUND_TEXT = "404 page not found\n"
+
+
+def _subresource(rt: ResourceType, sub: str) -> tuple[str | None, str, str, builtins.list[str]]:
+    """Discovery of a subresource: (group and version when not the parent's, kind, verbs)."""
+    special: dict[str, tuple[str | None, str, str, builtins.list[str]]] = {
+        "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
+        "eviction": ("policy", "v1", "Eviction", ["create"]),
+        "binding": (None, "", "Binding", ["create"]),
+        "log": (None, "", rt.kind, ["get"]),
+    }
+    return special.get(sub, (None, "", rt.kind, ["get", "patch", "update"]))
 
 
 class _PlainNotFound(Exception):
@@ -144,7 +175,8 @@ class ApiServer:
         self.store = Store(window=window, seed=seed)
         self.requests = RequestLog()
         self.faults = FaultInjector(seed=seed)
-        self.users: dict[str, Subject] = {}
+        self.auth = Authenticator(self.store)
+        self.authorizer = Authorizer(self.store)
         self.log_source: Callable[[str, str, str | None], str | None] | None = None
         self.port = 0
         self._controllers_enabled = controllers
@@ -195,6 +227,9 @@ class ApiServer:
             self.store.create(
                 self.store.namespaces, "", {"metadata": {"name": name}}, manager="emulator"
             )
+        for plural, obj in bootstrap_policy():
+            rbac = self.store.storage[("rbac.authorization.k8s.io", plural)]
+            self.store.create(rbac, "", obj, manager="kube-apiserver")
         for crd in self._crd_manifests():
             self.store.create(self.store.crds, "", crd, manager="emulator")
         app = web.Application(client_max_size=16 * 1024 * 1024)
@@ -273,9 +308,27 @@ class ApiServer:
         path.write_text(yaml.safe_dump(config))
         return path
 
-    def add_user(self, token: str, subject: Subject) -> None:
-        """Requests with this bearer token are authorized by `subject`'s RBAC rules only."""
-        self.users[token] = subject
+    def add_user(self, token: str, name: str, groups: tuple[str, ...] = ()) -> UserInfo:
+        """A static bearer token for user `name` (as a token file does); RBAC decides the rest."""
+        user = UserInfo(name, (*groups, "system:authenticated"))
+        self.auth.static[token] = user
+        return user
+
+    def token(self, namespace: str, service_account: str, seconds: int = 3600) -> str:
+        """A TokenRequest token for an existing ServiceAccount (`kubectl create token`)."""
+
+        def issue() -> str:
+            body = {"spec": {"expirationSeconds": seconds}}
+            answer = token_request(
+                self.auth, self.store, namespace, service_account, body, "emulator"
+            )
+            return str(answer["status"]["token"])
+
+        return self.call(issue)
+
+    def expire_token(self, token: str) -> None:
+        """From now on the server refuses this ServiceAccount token as expired (401)."""
+        self.call(self.auth.expire, token)
 
     def install_crd(self, manifest: Obj) -> Obj:
         """Create (serve) a CRD as if applied with kubectl."""
@@ -394,7 +447,13 @@ class ApiServer:
         agent = request.headers.get("User-Agent", "")
         self.requests.record(
             RequestRecord(
-                rec["verb"], rec["resource"], rec["namespace"], rec["name"], status, agent
+                rec["verb"],
+                rec["resource"],
+                rec["namespace"],
+                rec["name"],
+                status,
+                agent,
+                rec.get("user", ""),
             )
         )
 
@@ -422,6 +481,13 @@ class ApiServer:
         return response
 
     async def _dispatch(self, request: web.Request, rec: dict[str, str]) -> web.StreamResponse:
+        user = self.auth.authenticate(request.headers.get("Authorization", ""))
+        rec["user"] = user.name
+        request[_USER] = user
+        attrs = request_attributes(request.method, request.path, request.query)
+        allowed, reason = self.authorizer.authorize(user, attrs)
+        if not allowed:
+            raise forbidden(user, attrs, reason)
         parts = [p for p in request.path.split("/") if p]
         aggregated = AGGREGATED in request.headers.get("Accept", "")
         if not parts:
@@ -500,7 +566,7 @@ class ApiServer:
         self, request: web.Request, target: Target, rec: dict[str, str]
     ) -> web.StreamResponse:
         rt, method, q = target.rt, request.method, request.query
-        watching = q.get("watch", "").lower() in ("true", "1")
+        watching = is_watch(q)
         verb = {
             ("GET", True): "get",
             ("GET", False): "watch" if watching else "list",
@@ -510,16 +576,16 @@ class ApiServer:
             ("DELETE", True): "delete",
             ("DELETE", False): "deletecollection",
         }.get((method, target.name is not None))
-        resource = rt.plural + (f"/{target.sub}" if target.sub else "")
         rec.update(
             verb=verb or method.lower(),
             resource=rt.qualified + (f"/{target.sub}" if target.sub else ""),
             namespace=target.namespace or "",
             name=target.name or "",
         )
+        if target.sub == "token" or rt.key in _REVIEWS:
+            verb = "create" if method == "POST" else None
         if verb is None or (verb not in rt.verbs and not target.sub):
             raise method_not_allowed()
-        self._authorize(request, verb, rt, resource, target)
         fault = self.faults.choose(verb, rt.qualified, request.headers.get("User-Agent", ""))
         if fault == "slow":
             await asyncio.sleep(self.faults.plan.delay)
@@ -554,38 +620,44 @@ class ApiServer:
             return self._json(
                 self._out(rt, self.store.get(rt, target.namespace or "", target.name or ""))
             )
+        if target.sub == "token" or rt.key in _REVIEWS:
+            return await self._review(request, target)
         if verb in ("create", "update", "patch"):
             return await self._write(request, verb, target)
         return await self._delete(request, verb, target)
 
-    def _authorize(
-        self, request: web.Request, verb: str, rt: ResourceType, resource: str, target: Target
-    ) -> None:
-        header = request.headers.get("Authorization", "")
-        token = header[7:] if header.startswith("Bearer ") else ""
-        if not token or token == ADMIN_TOKEN:
-            return
-        subject = self.users.get(token)
-        if subject is None:
-            raise ApiError(401, "Unauthorized", "Unauthorized", details={})
-        if subject.allows(verb, rt.group, resource, target.namespace or "", target.name or ""):
-            return
-        where = (
-            f' in the namespace "{target.namespace}"'
-            if target.namespace
-            else " at the cluster scope"
-        )
-        what = f'{resource} "{target.name}"' if target.name else resource
-        message = (
-            f'{what} is forbidden: User "{subject.name}" cannot {verb} resource "{rt.plural}"'
-            f"{'' if not target.sub else ' subresource ' + repr(target.sub)}"
-            f' in API group "{rt.group}"{where}'
-        )
-        raise ApiError(
-            403,
-            "Forbidden",
-            message,
-            details={"name": target.name or "", "group": rt.group, "kind": rt.plural},
+    async def _review(self, request: web.Request, target: Target) -> web.Response:
+        """POSTs that store nothing: TokenRequest, SelfSubjectReview, TokenReview."""
+        body = await self._body(request, target.rt)
+        if target.sub == "token":
+            answer = token_request(
+                self.auth,
+                self.store,
+                target.namespace or "",
+                target.name or "",
+                body,
+                self._manager(request),
+            )
+            return self._json(answer, 201)
+        if target.rt.plural == "selfsubjectreviews":
+            return self._json(self_subject_review(request[_USER]), 201)
+        spec = (body or {}).get("spec") or {} if isinstance(body, dict) else {}
+        try:
+            user = self.auth.authenticate(f"Bearer {spec.get('token') or ''}")
+        except ApiError:
+            user = ANONYMOUS
+        status: Obj = {"user": {}}
+        if user is not ANONYMOUS:
+            status = {"authenticated": True, "user": user.review(), "audiences": [ISSUER]}
+        return self._json(
+            {
+                "kind": "TokenReview",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"creationTimestamp": None},
+                "spec": spec,
+                "status": status,
+            },
+            201,
         )
 
     # -- discovery -----------------------------------------------------------------------------
@@ -635,30 +707,24 @@ class ApiServer:
                 "namespaced": rt.namespaced,
                 "kind": rt.kind,
                 "verbs": list(rt.verbs),
-                "storageVersionHash": rt.kind.lower(),
             }
+            if rt.key not in _REVIEWS:
+                entry["storageVersionHash"] = rt.kind.lower()
             if rt.short_names:
                 entry["shortNames"] = list(rt.short_names)
             if rt.categories:
                 entry["categories"] = list(rt.categories)
             resources.append(entry)
             for sub in rt.subs:
-                verbs = (
-                    ["get"]
-                    if sub == "log"
-                    else ["create"]
-                    if sub in ("binding", "eviction")
-                    else ["get", "patch", "update"]
-                )
-                resources.append(
-                    {
-                        "name": f"{rt.plural}/{sub}",
-                        "singularName": "",
-                        "namespaced": rt.namespaced,
-                        "kind": rt.kind if sub in ("status", "log") else sub.capitalize(),
-                        "verbs": verbs,
-                    }
-                )
+                sub_group, sub_version, kind, verbs = _subresource(rt, sub)
+                sub_entry: Obj = {
+                    "name": f"{rt.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": rt.namespaced,
+                }
+                if sub_group is not None:
+                    sub_entry.update(group=sub_group, version=sub_version)
+                resources.append({**sub_entry, "kind": kind, "verbs": verbs})
         gv = f"{group}/{version}" if group else version
         return {
             "kind": "APIResourceList",
@@ -666,6 +732,13 @@ class ApiServer:
             "groupVersion": gv,
             "resources": resources,
         }
+
+    @staticmethod
+    def _aggregated_sub(rt: ResourceType, sub: str, kind: Obj) -> Obj:
+        sub_group, sub_version, sub_kind, verbs = _subresource(rt, sub)
+        if sub_group is not None:
+            kind = {"group": sub_group, "version": sub_version, "kind": sub_kind}
+        return {"subresource": sub, "responseKind": kind, "verbs": verbs}
 
     def _aggregated(self, groups: builtins.list[str]) -> web.Response:
         served = self._groups()
@@ -686,13 +759,9 @@ class ApiServer:
                             "shortNames": list(rt.short_names),
                             "categories": list(rt.categories),
                             "subresources": [
-                                {
-                                    "subresource": s,
-                                    "responseKind": kind,
-                                    "verbs": ["get", "patch", "update"],
-                                }
+                                self._aggregated_sub(rt, s, kind)
                                 for s in rt.subs
-                                if s == "status"
+                                if s in ("status", "token")
                             ],
                         }
                     )
@@ -957,9 +1026,7 @@ class ApiServer:
         body = await self._body(request, rt)
         dry_run = q.get("dryRun") == "All"
         validation = q.get("fieldValidation", "Warn")
-        manager = (
-            q.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0]
-        )
+        manager = self._manager(request)
         ns = target.namespace or ""
         if verb == "create":
             obj, warnings = self.store.create(
@@ -993,6 +1060,14 @@ class ApiServer:
             manager=manager,
         )
         return self._json(self._out(rt, obj), 200, warnings)
+
+    @staticmethod
+    def _manager(request: web.Request) -> str:
+        """The field manager a write is recorded under (default: the client's User-Agent)."""
+        return (
+            request.query.get("fieldManager")
+            or (request.headers.get("User-Agent", "unknown").split("/")[0])
+        )
 
     def _apply(
         self, request: web.Request, target: Target, body: Any, dry_run: bool

@@ -47,8 +47,16 @@ JOB_LABELS = ("batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-nam
 # -- generic metadata validation -----------------------------------------------------------------
 
 
-def name_causes(name: str, *, label: bool = False) -> list[Cause]:
-    """metadata.name syntax: an RFC 1123 subdomain (or label, for namespaces)."""
+def name_causes(name: str, *, label: bool = False, path_segment: bool = False) -> list[Cause]:
+    """metadata.name syntax: an RFC 1123 subdomain (a label for namespaces; for RBAC objects
+    anything that fits in a path segment, so `system:discovery` is a valid name)."""
+    if path_segment:
+        for bad in ("/", "%"):
+            if bad in name:
+                return [invalid_value("metadata.name", name, f"may not contain '{bad}'")]
+        if name in (".", ".."):
+            return [invalid_value("metadata.name", name, f"may not be '{name}'")]
+        return [] if name else [required("metadata.name", "name or generateName is required")]
     limit, pattern, msg = (
         (63, _LABEL_NAME, _LABEL_MSG) if label else (253, _SUBDOMAIN, _SUBDOMAIN_MSG)
     )
@@ -73,10 +81,12 @@ def label_value_ok(value: str) -> bool:
     return value == "" or (len(value) <= 63 and bool(_QUALIFIED.match(value)))
 
 
-def metadata_causes(obj: Obj, *, label_name: bool = False) -> list[Cause]:
+def metadata_causes(
+    obj: Obj, *, label_name: bool = False, path_segment: bool = False
+) -> list[Cause]:
     """Name, labels, annotations and ownerReferences checks every kind shares."""
     meta = obj.get("metadata") or {}
-    causes = name_causes(str(meta.get("name", "")), label=label_name)
+    causes = name_causes(str(meta.get("name", "")), label=label_name, path_segment=path_segment)
     for key, value in (meta.get("labels") or {}).items():
         if not qualified_key_ok(key):
             causes.append(
@@ -572,6 +582,7 @@ def builtin_types() -> list[ResourceType]:
             short_names=("sa",),
             known_fields=_META | {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
             return_deleted_object=True,
+            subresources=("token",),
         ),
         ResourceType(
             "batch",
@@ -622,6 +633,22 @@ def builtin_types() -> list[ResourceType]:
             validate=validate_crd,
             on_create=_create_crd,
             categories=("api-extensions",),
+        ),
+        ResourceType(
+            "authentication.k8s.io",
+            "v1",
+            "selfsubjectreviews",
+            "SelfSubjectReview",
+            namespaced=False,
+            verbs=("create",),
+        ),
+        ResourceType(
+            "authentication.k8s.io",
+            "v1",
+            "tokenreviews",
+            "TokenReview",
+            namespaced=False,
+            verbs=("create",),
         ),
         ResourceType(rbac, "v1", "roles", "Role", known_fields=_META | {"rules"}),
         ResourceType(

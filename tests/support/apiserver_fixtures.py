@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .apiserver_auth import ADMIN_TOKEN
+
 WIDGET_GROUP = "test.kopflow.dev"
 WIDGET_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -82,14 +84,18 @@ def widget(name: str, **spec: Any) -> dict[str, Any]:
 
 
 class Raw:
-    """Plain HTTP to the emulator, for what the typed client hides (status codes, headers, text)."""
+    """Plain HTTP to the emulator, for what the typed client hides (status codes, headers, text).
 
-    def __init__(self, url: str, token: str | None = None) -> None:
+    Sends the emulator's admin token unless given another one; `token=None` sends no
+    Authorization header at all (the anonymous user).
+    """
+
+    def __init__(self, url: str, token: str | None = ADMIN_TOKEN) -> None:
         import urllib3
 
         self.url = url
         self.http = urllib3.PoolManager()
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
 
     def __call__(
         self,

@@ -456,7 +456,11 @@ class Store:
         warnings: list[str] = []
         if rt.default:
             rt.default(obj, rt)
-        causes: list[Cause] = metadata_causes(obj, label_name=rt.plural == "namespaces")
+        causes: list[Cause] = metadata_causes(
+            obj,
+            label_name=rt.plural == "namespaces",
+            path_segment=rt.group == "rbac.authorization.k8s.io",
+        )
         if rt.schema is not None:
             dropped = rt.schema.prune(obj)
             warnings += self._field_warnings(rt, dropped, validation)

@@ -485,6 +485,13 @@ class ApiServer:
         rec["user"] = user.name
         request[_USER] = user
         attrs = request_attributes(request.method, request.path, request.query)
+        if attrs.resource_request:
+            rec.update(
+                verb=attrs.verb,
+                resource=attrs.qualified + (f"/{attrs.subresource}" if attrs.subresource else ""),
+                namespace=attrs.namespace,
+                name=attrs.name,
+            )
         allowed, reason = self.authorizer.authorize(user, attrs)
         if not allowed:
             raise forbidden(user, attrs, reason)

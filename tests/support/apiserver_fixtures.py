@@ -87,14 +87,25 @@ class Raw:
     """Plain HTTP to the emulator, for what the typed client hides (status codes, headers, text).
 
     Sends the emulator's admin token unless given another one; `token=None` sends no
-    Authorization header at all (the anonymous user).
+    Authorization header at all (the anonymous user). For a real server over https, `ca_file`
+    verifies it and `cert` (certificate and key files) authenticates with a client certificate.
     """
 
-    def __init__(self, url: str, token: str | None = ADMIN_TOKEN) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = ADMIN_TOKEN,
+        *,
+        ca_file: str | None = None,
+        cert: tuple[str, str] | None = None,
+    ) -> None:
         import urllib3
 
         self.url = url
-        self.http = urllib3.PoolManager()
+        tls: dict[str, Any] = {"ca_certs": ca_file} if ca_file else {}
+        if cert:
+            tls.update(cert_file=cert[0], key_file=cert[1])
+        self.http = urllib3.PoolManager(**tls)
         self.headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
 
     def __call__(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .apiserver_schema import CrdSchema, check_structural
+from .apiserver_schema import CrdSchema, RuleError, check_structural
 from .apiserver_types import (
     Cause,
     Obj,
@@ -633,6 +633,7 @@ def builtin_types() -> list[ResourceType]:
             validate=validate_crd,
             on_create=_create_crd,
             categories=("api-extensions",),
+            return_deleted_object=True,
         ),
         ResourceType(
             "authentication.k8s.io",
@@ -704,17 +705,24 @@ def validate_crd(obj: Obj, old: Obj | None) -> list[Cause]:
                 "spec.versions", "", "must have exactly one version marked as storage version"
             )
         )
-    for i, version in enumerate(versions):
-        schema = (version.get("schema") or {}).get("openAPIV3Schema")
-        path = f"spec.versions[{i}].schema.openAPIV3Schema"
+    # One schema shared by every version is validated once, as spec.validation (the internal
+    # CRD form the real server converts v1 into), else per version.
+    schemas = [(version.get("schema") or {}).get("openAPIV3Schema") for version in versions]
+    shared = bool(versions) and all(v.get("schema") == versions[0].get("schema") for v in versions)
+    paths = (
+        ["spec.validation.openAPIV3Schema"]
+        if shared
+        else [f"spec.versions[{i}].schema.openAPIV3Schema" for i in range(len(versions))]
+    )
+    for path, schema in zip(paths, schemas[: len(paths)], strict=True):
         if not isinstance(schema, dict):
             causes.append(required(path))
             continue
         causes += [Cause(path + c.field, c.reason, c.message) for c in check_structural(schema)]
         try:
             CrdSchema(schema)
-        except ValueError as exc:
-            causes.append(invalid_value(path + ".x-kubernetes-validations", "", str(exc)))
+        except RuleError as exc:
+            causes.append(exc.cause(path))
     return causes
 
 

@@ -632,3 +632,141 @@ def test_aggregated_cluster_roles_grant_what_they_select(emulator: ApiServer) ->
         },
     )
     assert sa("GET", "/api/v1/namespaces/default/configmaps")[0] == 200
+
+
+def test_rbac_objects_are_validated_and_defaulted(backend: Backend) -> None:
+    ns, admin = backend.namespace, backend.admin
+    roles, bindings = f"{RBAC}/namespaces/{ns}/roles", f"{RBAC}/namespaces/{ns}/rolebindings"
+
+    def causes(path: str, body: dict[str, Any]) -> list[tuple[str, str, str]]:
+        code, answer, _ = admin("POST", path, body)
+        assert (code, answer["reason"]) == (422, "Invalid"), answer
+        return [(c["field"], c["reason"], c["message"]) for c in answer["details"]["causes"]]
+
+    def rule(**fields: Any) -> dict[str, Any]:
+        return {"metadata": {"name": "r"}, "rules": [fields]}
+
+    both = rule(apiGroups=[""], resources=["pods"], verbs=["get"], nonResourceURLs=["/x"])
+    assert causes(f"{RBAC}/clusterroles", {**both, "metadata": {"name": f"{ns}-r"}}) == [
+        (
+            "rules[0].nonResourceURLs",
+            "FieldValueInvalid",
+            'Invalid value: ["/x"]: rules cannot apply to both regular resources and '
+            "non-resource URLs",
+        )
+    ]
+    assert causes(roles, rule(nonResourceURLs=["/x"], verbs=["get"])) == [
+        (
+            "rules[0].nonResourceURLs",
+            "FieldValueInvalid",
+            'Invalid value: ["/x"]: namespaced rules cannot apply to non-resource URLs',
+        )
+    ]
+    assert causes(roles, rule(verbs=["get"])) == [
+        (
+            "rules[0].apiGroups",
+            "FieldValueRequired",
+            "Required value: resource rules must supply at least one api group",
+        ),
+        (
+            "rules[0].resources",
+            "FieldValueRequired",
+            "Required value: resource rules must supply at least one resource",
+        ),
+    ]
+    assert [c[0] for c in causes(roles, rule(apiGroups=[""], resources=["pods"]))] == [
+        "rules[0].verbs"
+    ]
+    ref = {"kind": "ClusterRole", "name": "view"}  # apiGroup defaulted
+    assert causes(bindings, {"metadata": {"name": "b"}, "roleRef": {**ref, "kind": "Thing"}}) == [
+        (
+            "roleRef.kind",
+            "FieldValueNotSupported",
+            'Unsupported value: "Thing": supported values: "Role", "ClusterRole"',
+        )
+    ]
+    robot = {
+        "metadata": {"name": "b"},
+        "roleRef": ref,
+        "subjects": [{"kind": "Robot", "name": "x"}],
+    }
+    assert [c[:2] for c in causes(bindings, robot)] == [
+        ("subjects[0].kind", "FieldValueNotSupported")
+    ]
+    sa_group = {"kind": "ServiceAccount", "name": "x", "apiGroup": "rbac.authorization.k8s.io"}
+    body = {"metadata": {"name": "b"}, "roleRef": ref, "subjects": [sa_group]}
+    assert [c[:2] for c in causes(bindings, body)] == [
+        ("subjects[0].apiGroup", "FieldValueNotSupported")
+    ]
+    body = {"metadata": {"name": f"{ns}-b"}, "roleRef": ref,
+            "subjects": [{"kind": "ServiceAccount", "name": "x"}]}  # fmt: skip
+    assert causes(f"{RBAC}/clusterrolebindings", body) == [
+        ("subjects[0].namespace", "FieldValueRequired", "Required value")
+    ]
+    body = {"metadata": {"name": "b"}, "roleRef": ref, "subjects": [{"kind": "User", "name": "u"}]}
+    created = backend.create(bindings, body)
+    assert created["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+    assert created["subjects"] == [
+        {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "u"}
+    ]
+    code, answer, _ = admin(
+        "PATCH",
+        f"{bindings}/b",
+        {"roleRef": {"name": "edit"}},
+        content_type="application/merge-patch+json",
+    )
+    assert (code, answer["details"]["causes"][0]["field"]) == (422, "roleRef")
+    assert answer["message"].endswith(
+        'roleRef: Invalid value: {"APIGroup":"rbac.authorization.k8s.io","Kind":"ClusterRole",'
+        '"Name":"edit"}: cannot change roleRef'
+    )
+
+
+def _resources(backend: Backend, path: str) -> dict[str, dict[str, Any]]:
+    code, body, _ = backend.admin("GET", path)
+    assert code == 200, body
+    drop = ("storageVersionHash", "shortNames", "categories")  # checked elsewhere or opaque
+    return {r["name"]: {k: v for k, v in r.items() if k not in drop} for r in body["resources"]}
+
+
+def test_discovery_of_rbac_tokens_and_reviews(backend: Backend) -> None:
+    every = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    rbac = _resources(backend, RBAC)
+    assert rbac == {
+        plural: {
+            "name": plural,
+            "singularName": plural[:-1],
+            "namespaced": plural in ("roles", "rolebindings"),
+            "kind": kind,
+            "verbs": every,
+        }
+        for plural, kind in (
+            ("clusterrolebindings", "ClusterRoleBinding"),
+            ("clusterroles", "ClusterRole"),
+            ("rolebindings", "RoleBinding"),
+            ("roles", "Role"),
+        )
+    }
+    assert _resources(backend, "/api/v1")["serviceaccounts/token"] == {
+        "name": "serviceaccounts/token",
+        "singularName": "",
+        "namespaced": True,
+        "group": "authentication.k8s.io",
+        "version": "v1",
+        "kind": "TokenRequest",
+        "verbs": ["create"],
+    }
+    reviews = _resources(backend, "/apis/authentication.k8s.io/v1")
+    assert reviews == {
+        plural: {
+            "name": plural,
+            "singularName": plural[:-1],
+            "namespaced": False,
+            "kind": kind,
+            "verbs": ["create"],
+        }
+        for plural, kind in (
+            ("selfsubjectreviews", "SelfSubjectReview"),
+            ("tokenreviews", "TokenReview"),
+        )
+    }

@@ -1,4 +1,4 @@
-"""A Kubernetes API server emulator for the integration tests, served over HTTP on 127.0.0.1.
+"""A Kubernetes API server emulator for the integration tests, served over HTTPS on 127.0.0.1.
 
 `ApiServer` runs an aiohttp application on its own event loop thread, so synchronous tests
 (the official `kubernetes` client) and kopf (in its own thread) can both talk to it through a
@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from . import apiserver_tls as tls
 from .apiserver_apply import apply
 from .apiserver_auth import (
     ADMIN,
@@ -193,7 +194,12 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA file that verifies this server's certificate."""
+        return tls.ca_file()
 
     def start(self, timeout: float = 10.0) -> ApiServer:
         """Serve on a free loopback port; returns once requests are accepted."""
@@ -238,7 +244,7 @@ class ApiServer:
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=tls.server_context())
         await site.start()
         server = getattr(site, "_server", None)
         self.port = server.sockets[0].getsockname()[1] if server else 0
@@ -295,7 +301,17 @@ class ApiServer:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "clusters": [
+                {
+                    "name": "emulator",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(
+                            self.ca_file.read_bytes()
+                        ).decode(),
+                    },
+                }
+            ],
             "users": [{"name": "emulator", "user": {"token": token}}],
             "contexts": [
                 {

@@ -7,6 +7,7 @@ label syntax, immutable fields. Omitted behaviour is behaviour kopflow does not 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -491,6 +492,102 @@ _EVENT_V1_FIELDS = _META | {
 }
 
 
+# -- rbac.authorization.k8s.io -------------------------------------------------------------------
+
+_RBAC = "rbac.authorization.k8s.io"
+
+
+def _not_supported(path: str, value: Any, allowed: list[str]) -> Cause:
+    shown = ", ".join(f'"{v}"' for v in allowed)
+    return Cause(
+        path, "FieldValueNotSupported", f'Unsupported value: "{value}": supported values: {shown}'
+    )
+
+
+def _rule_causes(obj: Obj, namespaced: bool) -> list[Cause]:
+    """ValidatePolicyRule: verbs always; non-resource URLs only, and only in ClusterRoles."""
+    causes = []
+    for i, rule in enumerate(obj.get("rules") or []):
+        at = f"rules[{i}]"
+        if not rule.get("verbs"):
+            causes.append(required(f"{at}.verbs", "verbs must contain at least one value"))
+        urls = rule.get("nonResourceURLs")
+        if urls:
+            if namespaced:
+                message = "namespaced rules cannot apply to non-resource URLs"
+                causes.append(invalid_value(f"{at}.nonResourceURLs", urls, message))
+            if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
+                message = "rules cannot apply to both regular resources and non-resource URLs"
+                causes.append(invalid_value(f"{at}.nonResourceURLs", urls, message))
+            continue
+        if not rule.get("apiGroups"):
+            causes.append(
+                required(f"{at}.apiGroups", "resource rules must supply at least one api group")
+            )
+        if not rule.get("resources"):
+            causes.append(
+                required(f"{at}.resources", "resource rules must supply at least one resource")
+            )
+    return causes
+
+
+def _default_binding(obj: Obj, rt: ResourceType) -> None:
+    """v1 defaulting: roleRef's and Users'/Groups' apiGroup is rbac.authorization.k8s.io."""
+    ref = obj.get("roleRef")
+    if isinstance(ref, dict) and not ref.get("apiGroup"):
+        ref["apiGroup"] = _RBAC
+    for subject in obj.get("subjects") or []:
+        if isinstance(subject, dict) and "apiGroup" not in subject:
+            subject["apiGroup"] = "" if subject.get("kind") == "ServiceAccount" else _RBAC
+        if isinstance(subject, dict) and subject.get("apiGroup") == "":
+            subject.pop("apiGroup")
+
+
+def _binding_causes(obj: Obj, old: Obj | None, cluster: bool) -> list[Cause]:
+    """ValidateRoleBinding / ValidateClusterRoleBinding (and roleRef being immutable)."""
+    ref = obj.get("roleRef") or {}
+    causes = []
+    if ref.get("apiGroup") != _RBAC:
+        causes.append(_not_supported("roleRef.apiGroup", ref.get("apiGroup", ""), [_RBAC]))
+    kinds = ["ClusterRole"] if cluster else ["Role", "ClusterRole"]
+    if ref.get("kind") not in kinds:
+        causes.append(_not_supported("roleRef.kind", ref.get("kind", ""), kinds))
+    if not ref.get("name"):
+        causes.append(required("roleRef.name"))
+    for i, subject in enumerate(obj.get("subjects") or []):
+        at, kind = f"subjects[{i}]", subject.get("kind")
+        name, group = str(subject.get("name") or ""), subject.get("apiGroup", "")
+        if not name:
+            causes.append(required(f"{at}.name"))
+        if kind == "ServiceAccount":
+            if name and not _SUBDOMAIN.match(name):
+                causes.append(invalid_value(f"{at}.name", name, _SUBDOMAIN_MSG))
+            if group:
+                causes.append(_not_supported(f"{at}.apiGroup", group, [""]))
+            if cluster and not subject.get("namespace"):
+                causes.append(required(f"{at}.namespace"))
+        elif kind in ("User", "Group"):
+            if group != _RBAC:
+                causes.append(_not_supported(f"{at}.apiGroup", group, [_RBAC]))
+        else:
+            causes.append(
+                _not_supported(f"{at}.kind", kind or "", ["ServiceAccount", "User", "Group"])
+            )
+    if old is not None and (old.get("roleRef") or {}) != ref:
+        shown = json.dumps(
+            {
+                "APIGroup": ref.get("apiGroup", ""),
+                "Kind": ref.get("kind", ""),
+                "Name": ref.get("name", ""),
+            },
+            separators=(",", ":"),
+        )
+        causes.append(
+            Cause("roleRef", "FieldValueInvalid", f"Invalid value: {shown}: cannot change roleRef")
+        )
+    return causes
+
+
 def builtin_types() -> list[ResourceType]:
     """The built-in resources the emulator serves (the ones kopflow, kopf and kubectl touch)."""
     ns_verbs = ("create", "delete", "get", "list", "patch", "update", "watch")
@@ -651,9 +748,22 @@ def builtin_types() -> list[ResourceType]:
             namespaced=False,
             verbs=("create",),
         ),
-        ResourceType(rbac, "v1", "roles", "Role", known_fields=_META | {"rules"}),
         ResourceType(
-            rbac, "v1", "rolebindings", "RoleBinding", known_fields=_META | {"subjects", "roleRef"}
+            rbac,
+            "v1",
+            "roles",
+            "Role",
+            known_fields=_META | {"rules"},
+            validate=lambda obj, old: _rule_causes(obj, namespaced=True),
+        ),
+        ResourceType(
+            rbac,
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            known_fields=_META | {"subjects", "roleRef"},
+            default=_default_binding,
+            validate=lambda obj, old: _binding_causes(obj, old, cluster=False),
         ),
         ResourceType(
             rbac,
@@ -662,6 +772,7 @@ def builtin_types() -> list[ResourceType]:
             "ClusterRole",
             namespaced=False,
             known_fields=_META | {"rules", "aggregationRule"},
+            validate=lambda obj, old: _rule_causes(obj, namespaced=False),
         ),
         ResourceType(
             rbac,
@@ -670,6 +781,8 @@ def builtin_types() -> list[ResourceType]:
             "ClusterRoleBinding",
             namespaced=False,
             known_fields=_META | {"subjects", "roleRef"},
+            default=_default_binding,
+            validate=lambda obj, old: _binding_causes(obj, old, cluster=True),
         ),
     ]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .apiserver_auth import ADMIN_TOKEN
+from .apiserver_tls import ca_file as emulator_ca
 
 WIDGET_GROUP = "test.kopflow.dev"
 WIDGET_SCHEMA: dict[str, Any] = {
@@ -102,6 +103,8 @@ class Raw:
         import urllib3
 
         self.url = url
+        if ca_file is None and url.startswith("https://127.0.0.1:"):
+            ca_file = str(emulator_ca())  # an emulator (a real server's CA must be given)
         tls: dict[str, Any] = {"ca_certs": ca_file} if ca_file else {}
         if cert:
             tls.update(cert_file=cert[0], key_file=cert[1])

@@ -770,3 +770,55 @@ def test_discovery_of_rbac_tokens_and_reviews(backend: Backend) -> None:
             ("tokenreviews", "TokenReview"),
         )
     }
+
+
+def test_aggregated_discovery_entries(backend: Backend) -> None:
+    """What kubectl reads first (one request per prefix), for the resources kopflow touches."""
+    accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+    def entry(prefix: str, group: str, resource: str) -> dict[str, Any]:
+        code, body, _ = backend.admin("GET", prefix, accept=accept)
+        assert code == 200, body
+        (item,) = [i for i in body["items"] if i["metadata"].get("name", "") == group]
+        (found,) = [r for r in item["versions"][0]["resources"] if r["resource"] == resource]
+        return dict(found)
+
+    every = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    assert entry("/api", "", "serviceaccounts") == {
+        "resource": "serviceaccounts",
+        "responseKind": {"group": "", "version": "", "kind": "ServiceAccount"},
+        "scope": "Namespaced",
+        "singularResource": "serviceaccount",
+        "verbs": every,
+        "shortNames": ["sa"],
+        "subresources": [
+            {
+                "subresource": "token",
+                "responseKind": {
+                    "group": "authentication.k8s.io",
+                    "version": "v1",
+                    "kind": "TokenRequest",
+                },
+                "verbs": ["create"],
+            }
+        ],
+    }
+    job = {"group": "", "version": "", "kind": "Job"}
+    assert entry("/apis", "batch", "jobs") == {
+        "resource": "jobs",
+        "responseKind": job,
+        "scope": "Namespaced",
+        "singularResource": "job",
+        "verbs": every,
+        "categories": ["all"],
+        "subresources": [
+            {"subresource": "status", "responseKind": job, "verbs": ["get", "patch", "update"]}
+        ],
+    }
+    assert entry("/apis", "rbac.authorization.k8s.io", "roles") == {
+        "resource": "roles",
+        "responseKind": {"group": "", "version": "", "kind": "Role"},
+        "scope": "Namespaced",
+        "singularResource": "role",
+        "verbs": every,
+    }

@@ -74,6 +74,8 @@ JOB_DELETE_WARNING = (
     "to remove them or set propagationPolicy=Orphan to suppress this warning"
 )
 AGGREGATED = "as=APIGroupDiscoveryList"
+# The order a real server lists a custom resource's verbs in aggregated discovery.
+_CR_VERBS = ("delete", "deletecollection", "get", "list", "patch", "create", "update", "watch")
 _USER = web.RequestKey("user", UserInfo)  # the authenticated user of a request
 _REVIEWS = {
     ("authentication.k8s.io", "selfsubjectreviews"),
@@ -771,23 +773,29 @@ class ApiServer:
             for version in served.get(group, []):
                 resources = []
                 for rt in self._types_of(group, version):
-                    kind = {"group": group, "version": version, "kind": rt.kind}
-                    resources.append(
-                        {
-                            "resource": rt.plural,
-                            "responseKind": kind,
-                            "scope": "Namespaced" if rt.namespaced else "Cluster",
-                            "singularResource": rt.singular,
-                            "verbs": list(rt.verbs),
-                            "shortNames": list(rt.short_names),
-                            "categories": list(rt.categories),
-                            "subresources": [
-                                self._aggregated_sub(rt, s, kind)
-                                for s in rt.subs
-                                if s in ("status", "token")
-                            ],
-                        }
-                    )
+                    # Built-ins leave group and version empty (meaning: as requested).
+                    kind = {
+                        "group": "" if rt.builtin else group,
+                        "version": "" if rt.builtin else version,
+                        "kind": rt.kind,
+                    }
+                    entry: Obj = {
+                        "resource": rt.plural,
+                        "responseKind": kind,
+                        "scope": "Namespaced" if rt.namespaced else "Cluster",
+                        "singularResource": rt.singular,
+                        "verbs": list(rt.verbs if rt.builtin else _CR_VERBS),
+                    }
+                    for key, values in (
+                        ("shortNames", rt.short_names),
+                        ("categories", rt.categories),
+                    ):
+                        if values:
+                            entry[key] = list(values)
+                    subs = [self._aggregated_sub(rt, s, kind) for s in sorted(rt.subs)]
+                    if subs:
+                        entry["subresources"] = subs
+                    resources.append(entry)
                 versions.append(
                     {"version": version, "resources": resources, "freshness": "Current"}
                 )

@@ -3,13 +3,16 @@
 `ApiServer` runs an aiohttp application on its own event loop thread, so synchronous tests
 (the official `kubernetes` client) and kopf (in its own thread) can both talk to it through a
 kubeconfig file, as they would to a cluster. Semantics live in `apiserver_store` (writes),
-`apiserver_controllers` (garbage collector, namespaces) and `apiserver_builtins` (per-kind
-rules); this module is the HTTP surface: routing, discovery, list/watch, errors as Status,
-request accounting, fault injection and RBAC.
+`apiserver_controllers` (garbage collector, namespaces), `apiserver_builtins` (per-kind
+rules) and `apiserver_auth` (authentication, ServiceAccount tokens, RBAC); this module is the
+HTTP surface: TLS, routing, discovery, list/watch, errors as Status, request accounting and
+fault injection. A request without credentials is the anonymous user, as on a real server.
 
     with ApiServer(crd_dir="crds") as server:
-        path = server.kubeconfig(tmp_path / "kubeconfig")
+        path = server.kubeconfig(tmp_path / "kubeconfig")       # the admin (system:masters)
         api = kubernetes.config.new_client_from_config(str(path))
+        token = server.token("ns", "operator")                   # a ServiceAccount's token
+        server.kubeconfig(tmp_path / "sa", token=token)           # ...and a kubeconfig for it
 """
 
 from __future__ import annotations

@@ -770,6 +770,21 @@ def test_discovery_of_rbac_tokens_and_reviews(backend: Backend) -> None:
             ("tokenreviews", "TokenReview"),
         )
     }
+    assert _resources(backend, "/apis/authorization.k8s.io/v1") == {
+        plural: {
+            "name": plural,
+            "singularName": plural[:-1],
+            "namespaced": plural.startswith("local"),
+            "kind": kind,
+            "verbs": ["create"],
+        }
+        for plural, kind in (
+            ("localsubjectaccessreviews", "LocalSubjectAccessReview"),
+            ("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+            ("selfsubjectrulesreviews", "SelfSubjectRulesReview"),
+            ("subjectaccessreviews", "SubjectAccessReview"),
+        )
+    }
 
 
 def test_aggregated_discovery_entries(backend: Backend) -> None:
@@ -822,3 +837,133 @@ def test_aggregated_discovery_entries(backend: Backend) -> None:
         "singularResource": "role",
         "verbs": every,
     }
+
+
+def _as(client: Raw, user: str, *groups: str) -> Raw:
+    """The same credentials, impersonating `user` (and groups), as `kubectl --as` does."""
+    other = Raw(client.url, None)
+    other.http = client.http
+    other.headers = {**client.headers, "Impersonate-User": user}
+    for group in groups:  # one header per group: urllib3 joins repeated keys with ", "
+        other.headers["Impersonate-Group"] = group
+    return other
+
+
+def test_impersonation(backend: Backend) -> None:
+    ns = backend.namespace
+    sa = backend.client(backend.service_account("op"))
+    backend.create(f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": "other"}})
+    account = f"system:serviceaccount:{ns}:op"
+    assert whoami(_as(backend.admin, account)) == {
+        "username": account,
+        "groups": [
+            "system:serviceaccounts",
+            f"system:serviceaccounts:{ns}",
+            "system:authenticated",
+        ],
+    }
+    assert whoami(_as(backend.admin, "bob", "team")) == {
+        "username": "bob",
+        "groups": ["team", "system:authenticated"],
+    }
+    code, body, _ = _as(backend.admin, account)("GET", f"/api/v1/namespaces/{ns}/configmaps")
+    assert code == 403 and body["message"].startswith(f'configmaps is forbidden: User "{account}"')
+    groups_only = Raw(backend.admin.url, None)
+    groups_only.http, groups_only.headers = (
+        backend.admin.http,
+        {
+            **backend.admin.headers,
+            "Impersonate-Group": "team",
+        },
+    )
+    code, body, _ = groups_only("GET", "/api")
+    assert (code, body["message"]) == (
+        400,
+        'requested &user.DefaultInfo{Name:"", UID:"", Groups:[]string{"team"}, '
+        "Extra:map[string][]string(nil)} without impersonating a user name",
+    )
+    code, body, _ = _as(sa, "bob")("GET", "/api")
+    assert (code, body["message"]) == (
+        403,
+        f'forbidden: User "{account}" cannot impersonate-on:user-info:get path "/api"',
+    )
+    other = f"system:serviceaccount:{ns}:other"
+    code, body, _ = _as(sa, other)("GET", f"/api/v1/namespaces/{ns}/pods")
+    assert (code, body["message"]) == (
+        403,
+        f'pods is forbidden: User "{account}" cannot impersonate-on:serviceaccount:list '
+        f'resource "pods" in API group "" in the namespace "{ns}"',
+    )
+    rule = {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"],
+            "resourceNames": ["other"]}  # fmt: skip
+    backend.create(f"{RBAC}/namespaces/{ns}/roles", {"metadata": {"name": "as"}, "rules": [rule]})
+    _bind(backend, "as", "Role", "as", {"kind": "ServiceAccount", "name": "op"})
+    assert backend.eventually(lambda: _as(sa, other)("GET", "/api")[0] == 200)
+    assert whoami(_as(sa, other))["username"] == other
+
+
+def test_access_reviews(backend: Backend) -> None:
+    """`kubectl auth can-i`: what RBAC would answer, and why."""
+    ns = backend.namespace
+    sa = backend.client(backend.service_account("op"))
+    account = f"system:serviceaccount:{ns}:op"
+    rule = {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "verbs": ["get"],
+        "resourceNames": ["one"],
+    }
+    backend.create(f"{RBAC}/namespaces/{ns}/roles", {"metadata": {"name": "r"}, "rules": [rule]})
+    _bind(backend, "b", "Role", "r", {"kind": "ServiceAccount", "name": "op"})
+    reviews = "/apis/authorization.k8s.io/v1"
+
+    def review(client: Raw, kind: str, spec: dict[str, Any], path: str = "") -> dict[str, Any]:
+        plural = path or f"{reviews}/{kind.lower()}s"
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": spec}
+        code, answer, _ = client("POST", plural, body)
+        assert code == 201, answer
+        echoed = {} if kind == "SelfSubjectRulesReview" else spec  # its namespace is not echoed
+        assert (answer["kind"], answer["spec"]) == (kind, echoed)
+        return dict(answer["status"])
+
+    get_one = {"resourceAttributes": {"namespace": ns, "verb": "get", "resource": "configmaps",
+                                      "name": "one"}}  # fmt: skip
+    by_binding = f'RBAC: allowed by RoleBinding "b/{ns}" of Role "r" to ServiceAccount "op/{ns}"'
+    assert backend.eventually(
+        lambda: (
+            review(sa, "SelfSubjectAccessReview", get_one)
+            == {"allowed": True, "reason": by_binding}
+        )
+    )
+    list_all = {"resourceAttributes": {"namespace": ns, "verb": "list", "resource": "configmaps"}}
+    assert review(sa, "SelfSubjectAccessReview", list_all) == {"allowed": False}
+    assert review(
+        sa, "SelfSubjectAccessReview", {"nonResourceAttributes": {"verb": "get", "path": "/api"}}
+    ) == {
+        "allowed": True,
+        "reason": 'RBAC: allowed by ClusterRoleBinding "system:discovery" of ClusterRole '
+        '"system:discovery" to Group "system:authenticated"',
+    }
+    code, body, _ = sa("POST", f"{reviews}/selfsubjectaccessreviews", {"spec": {}})
+    assert (code, body["message"]) == (
+        422,
+        '.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: null: '
+        "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+    )
+    assert review(backend.admin, "SubjectAccessReview", {**get_one, "user": account}) == {
+        "allowed": True,
+        "reason": by_binding,
+    }
+    assert review(backend.admin, "SubjectAccessReview", {**get_one, "user": "bob"}) == {
+        "allowed": False
+    }
+    local = f"{reviews}/namespaces/{ns}/localsubjectaccessreviews"
+    assert review(backend.admin, "LocalSubjectAccessReview", {**list_all, "user": "x"}, local) == {
+        "allowed": False
+    }
+    rules = review(sa, "SelfSubjectRulesReview", {"namespace": ns})
+    assert {"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"],
+            "resourceNames": ["one"]} in rules["resourceRules"]  # fmt: skip
+    assert {"verbs": ["get"], "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version",
+            "/version/"]} in rules["nonResourceRules"]  # fmt: skip
+    assert rules["incomplete"] is False

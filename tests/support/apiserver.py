@@ -44,8 +44,10 @@ from .apiserver_auth import (
     Authenticator,
     Authorizer,
     UserInfo,
+    access_review,
     bootstrap_policy,
     forbidden,
+    impersonate,
     is_watch,
     request_attributes,
     self_subject_review,
@@ -83,6 +85,10 @@ _USER = web.RequestKey("user", UserInfo)  # the authenticated user of a request
 _REVIEWS = {
     ("authentication.k8s.io", "selfsubjectreviews"),
     ("authentication.k8s.io", "tokenreviews"),
+    ("authorization.k8s.io", "localsubjectaccessreviews"),
+    ("authorization.k8s.io", "selfsubjectaccessreviews"),
+    ("authorization.k8s.io", "selfsubjectrulesreviews"),
+    ("authorization.k8s.io", "subjectaccessreviews"),
 }
 _NOT_FOUND_TEXT = "404 page not found\n"
 
@@ -503,9 +509,10 @@ class ApiServer:
 
     async def _dispatch(self, request: web.Request, rec: dict[str, str]) -> web.StreamResponse:
         user = self.auth.authenticate(request.headers.get("Authorization", ""))
+        attrs = request_attributes(request.method, request.path, request.query)
+        user = impersonate(user, request.headers, self.authorizer, attrs)
         rec["user"] = user.name
         request[_USER] = user
-        attrs = request_attributes(request.method, request.path, request.query)
         if attrs.resource_request:
             rec.update(
                 verb=attrs.verb,
@@ -669,6 +676,11 @@ class ApiServer:
             return self._json(answer, 201)
         if target.rt.plural == "selfsubjectreviews":
             return self._json(self_subject_review(request[_USER]), 201)
+        if target.rt.group == "authorization.k8s.io":
+            answer = access_review(
+                target.rt.kind, body, request[_USER], self.authorizer, target.namespace or ""
+            )
+            return self._json(answer, 201)
         spec = (body or {}).get("spec") or {} if isinstance(body, dict) else {}
         try:
             user = self.auth.authenticate(f"Bearer {spec.get('token') or ''}")

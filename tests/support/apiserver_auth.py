@@ -22,8 +22,8 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .apiserver_types import ApiError, Cause, Obj, ResourceType, bad_request, new_uid, now_ts
@@ -251,29 +251,55 @@ class Authorizer:
                 rules += [r for r in other.get("rules") or [] if r not in rules]
         return rules
 
+    def _bindings(self, user: UserInfo, namespace: str) -> Iterator[tuple[Obj, Obj, str]]:
+        """(binding, the subject that names the user, binding namespace): cluster ones first."""
+        for binding in self.store.iter_objects(self._type("clusterrolebindings"), None):
+            for subject in binding.get("subjects") or []:
+                if _applies(subject, user, ""):
+                    yield binding, subject, ""
+                    break
+        if namespace:
+            for binding in self.store.iter_objects(self._type("rolebindings"), namespace):
+                for subject in binding.get("subjects") or []:
+                    if _applies(subject, user, namespace):
+                        yield binding, subject, namespace
+                        break
+
     def authorize(self, user: UserInfo, attrs: Attributes) -> tuple[bool, str]:
-        """(allowed, reason): the reason lists roles that bindings name but that do not exist."""
+        """(allowed, reason), as the RBAC authorizer gives them: an allowed request names the
+        binding that allowed it; a denied one lists roles that bindings name but that are missing.
+        """
         if user.privileged:
             return True, ""
         errors: list[str] = []
-        for binding in self.store.iter_objects(self._type("clusterrolebindings"), None):
-            if not any(_applies(s, user, "") for s in binding.get("subjects") or []):
-                continue
-            rules = self._rules(binding.get("roleRef") or {}, "", errors)
-            if any(rule_allows(r, attrs) for r in rules):
-                return True, ""
-        if attrs.resource_request and attrs.namespace:
-            for binding in self.store.iter_objects(self._type("rolebindings"), attrs.namespace):
-                ns = binding["metadata"].get("namespace", "")
-                if not any(_applies(s, user, ns) for s in binding.get("subjects") or []):
-                    continue
-                rules = self._rules(binding.get("roleRef") or {}, ns, errors)
-                if any(rule_allows(r, attrs) for r in rules):
-                    return True, ""
+        namespace = attrs.namespace if attrs.resource_request else ""
+        for binding, subject, ns in self._bindings(user, namespace):
+            ref = binding.get("roleRef") or {}
+            if any(rule_allows(r, attrs) for r in self._rules(ref, ns, errors)):
+                return True, _allowed_by(binding, subject, ns)
         if not errors:
             return False, ""
         joined = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
         return False, f"RBAC: {joined}"
+
+    def rules_for(self, user: UserInfo, namespace: str) -> list[Obj]:
+        """Every rule that applies to the user in a namespace (SelfSubjectRulesReview)."""
+        rules: list[Obj] = []
+        for binding, _, ns in self._bindings(user, namespace):
+            rules += self._rules(binding.get("roleRef") or {}, ns, [])
+        return rules
+
+
+def _allowed_by(binding: Obj, subject: Obj, namespace: str) -> str:
+    ref, name = binding.get("roleRef") or {}, binding["metadata"]["name"]
+    what = f'RoleBinding "{name}/{namespace}"' if namespace else f'ClusterRoleBinding "{name}"'
+    who = subject.get("name", "")
+    if subject.get("kind") == "ServiceAccount":
+        who = f"{who}/{subject.get('namespace') or namespace}"
+    return (
+        f'RBAC: allowed by {what} of {ref.get("kind")} "{ref.get("name")}" to '
+        f'{subject.get("kind")} "{who}"'
+    )
 
 
 def _label_selector(cls: Any, selector: Obj) -> Any:
@@ -512,6 +538,114 @@ def self_subject_review(user: UserInfo) -> Obj:
         "metadata": {"creationTimestamp": now_ts()},
         "status": {"userInfo": user.review()},
     }
+
+
+# -- impersonation and access reviews ----------------------------------------------------------
+
+
+def _service_account_of(name: str) -> tuple[str, str] | None:
+    parts = name.split(":")
+    if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]:
+        return parts[2], parts[3]
+    return None
+
+
+def impersonate(
+    user: UserInfo, headers: Any, authorizer: Authorizer, attrs: Attributes
+) -> UserInfo:
+    """The user an `Impersonate-User`/`Impersonate-Group` request acts as (`kubectl --as`).
+
+    The requester needs the `impersonate` verb on the users, service accounts and groups named
+    (system:masters has it); a refusal is worded as v1.36's constrained impersonation words it.
+    """
+    name = headers.get("Impersonate-User", "")
+    groups = tuple(headers.getall("Impersonate-Group", []))
+    if not name and not groups:
+        return user
+    if not name:
+        shown = ", ".join(json.dumps(g) for g in groups)
+        raise bad_request(
+            f'requested &user.DefaultInfo{{Name:"", UID:"", Groups:[]string{{{shown}}}, '
+            "Extra:map[string][]string(nil)} without impersonating a user name"
+        )
+    account = _service_account_of(name)
+    targets = [
+        Attributes("impersonate", "", True, "", "v1", account[0], "serviceaccounts", "", account[1])
+        if account
+        else Attributes("impersonate", "", True, "", "v1", "", "users", "", name)
+    ]
+    targets += [Attributes("impersonate", "", True, "", "v1", "", "groups", "", g) for g in groups]
+    for target in targets:
+        if not authorizer.authorize(user, target)[0]:
+            mode = "serviceaccount" if account else "user-info"
+            raise forbidden(user, replace(attrs, verb=f"impersonate-on:{mode}:{attrs.verb}"))
+    if name == ANONYMOUS.name:
+        return UserInfo(name, (*groups, "system:unauthenticated"))
+    if account and not groups:
+        groups = ("system:serviceaccounts", f"system:serviceaccounts:{account[0]}")
+    return UserInfo(name, (*groups, "system:authenticated"))
+
+
+def _review_attributes(spec: Obj) -> Attributes:
+    res, non = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+    if (res is None) == (non is None):
+        message = "exactly one of nonResourceAttributes or resourceAttributes must be specified"
+        cause = Cause(
+            "spec.resourceAttributes", "FieldValueInvalid", f"Invalid value: null: {message}"
+        )
+        raise ApiError(
+            422,
+            "Invalid",
+            f'.authorization.k8s.io "" is invalid: {cause.field}: {cause.message}',
+            details={"group": "authorization.k8s.io", "causes": [cause.to_json()]},
+        )
+    if non is not None:
+        return Attributes(str(non.get("verb", "")), str(non.get("path", "")))
+    return Attributes(
+        str(res.get("verb", "")),
+        "",
+        True,
+        str(res.get("group", "")),
+        str(res.get("version", "")),
+        str(res.get("namespace", "")),
+        str(res.get("resource", "")),
+        str(res.get("subresource", "")),
+        str(res.get("name", "")),
+    )
+
+
+def access_review(
+    kind: str, body: Any, requester: UserInfo, authorizer: Authorizer, namespace: str = ""
+) -> Obj:
+    """POST authorization.k8s.io/v1 *AccessReviews and SelfSubjectRulesReview (`kubectl auth
+    can-i`): what RBAC answers for the requester, or for the user a SubjectAccessReview names."""
+    spec: Obj = dict((body or {}).get("spec") or {}) if isinstance(body, dict) else {}
+    meta: Obj = {"namespace": namespace} if namespace else {}
+    answer: Obj = {"kind": kind, "apiVersion": "authorization.k8s.io/v1", "metadata": meta}
+    if kind == "SelfSubjectRulesReview":
+        resource, non_resource = [], []
+        for rule in authorizer.rules_for(requester, str(spec.get("namespace", ""))):
+            if rule.get("nonResourceURLs"):
+                non_resource.append(
+                    {"verbs": rule.get("verbs"), "nonResourceURLs": rule["nonResourceURLs"]}
+                )
+            else:
+                out = {k: rule[k] for k in ("verbs", "apiGroups", "resources") if k in rule}
+                if rule.get("resourceNames"):
+                    out["resourceNames"] = rule["resourceNames"]
+                resource.append(out)
+        status = {"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": False}
+        echoed = {k: v for k, v in spec.items() if k != "namespace"}  # as the real server
+        return {**answer, "spec": echoed, "status": status}
+    subject = requester
+    if kind != "SelfSubjectAccessReview":
+        subject = UserInfo(str(spec.get("user", "")), tuple(spec.get("groups") or ()))
+    attrs = _review_attributes(spec)
+    allowed, reason = authorizer.authorize(subject, attrs)
+    result: Obj = {"allowed": allowed}
+    if reason:
+        result["reason"] = reason
+    return {**answer, "spec": spec, "status": result}
 
 
 # -- the bootstrap policy every real server creates ----------------------------------------------

@@ -967,3 +967,38 @@ def test_access_reviews(backend: Backend) -> None:
     assert {"verbs": ["get"], "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version",
             "/version/"]} in rules["nonResourceRules"]  # fmt: skip
     assert rules["incomplete"] is False
+
+
+def test_token_audiences_and_bound_objects(backend: Backend) -> None:
+    ns = backend.namespace
+    backend.create(f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": "op"}})
+    path = f"/api/v1/namespaces/{ns}/serviceaccounts/op/token"
+
+    def token(**spec: Any) -> str:
+        code, body, _ = backend.admin("POST", path, {"spec": spec})
+        assert code == 201, body
+        return str(body["status"]["token"])
+
+    api = "https://kubernetes.default.svc"
+    assert backend.client(token(audiences=["vault"]))("GET", "/api")[:2] == (401, UNAUTHORIZED)
+    assert backend.client(token(audiences=["vault", api]))("GET", "/api")[0] == 200
+    for name in ("kept", "dropped"):
+        backend.create(f"/api/v1/namespaces/{ns}/secrets", {"metadata": {"name": name}})
+    kept = token(boundObjectRef={"kind": "Secret", "apiVersion": "v1", "name": "kept"})
+    dropped = token(boundObjectRef={"kind": "Secret", "apiVersion": "v1", "name": "dropped"})
+    backend.admin("DELETE", f"/api/v1/namespaces/{ns}/secrets/dropped")
+    assert backend.client(kept)("GET", "/api")[0] == 200
+    assert backend.client(dropped)("GET", "/api")[:2] == (401, UNAUTHORIZED)  # dies with it
+    code, body, _ = backend.admin(
+        "POST", path, {"spec": {"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p"}}}
+    )
+    assert (code, body["message"]) == (404, 'pods "p" not found')
+    code, body, _ = backend.admin(
+        "POST",
+        path,
+        {"spec": {"boundObjectRef": {"kind": "ConfigMap", "apiVersion": "v1", "name": "c"}}},
+    )
+    assert (code, body["message"]) == (
+        400,
+        "cannot bind token to object of type /v1, Kind=ConfigMap",
+    )

@@ -374,12 +374,20 @@ class Authenticator:
 
     # -- ServiceAccount tokens -----------------------------------------------------------------
 
-    def issue(self, service_account: Obj, seconds: int) -> tuple[str, int]:
-        """A signed token for this ServiceAccount object and its expiry (epoch seconds)."""
+    def issue(
+        self,
+        service_account: Obj,
+        seconds: int,
+        audiences: list[str] | None = None,
+        bound: tuple[str, Obj] | None = None,
+    ) -> tuple[str, int]:
+        """A signed token for this ServiceAccount object and its expiry (epoch seconds).
+
+        `bound` is (kind, object) of a Pod or Secret the token dies with."""
         now = int(time.time())
         m = service_account["metadata"]
-        claims = {
-            "aud": [ISSUER],
+        claims: Obj = {
+            "aud": list(audiences or [ISSUER]),
             "exp": now + seconds,
             "iat": now,
             "iss": ISSUER,
@@ -391,6 +399,10 @@ class Authenticator:
             "nbf": now,
             "sub": f"system:serviceaccount:{m['namespace']}:{m['name']}",
         }
+        if bound is not None:
+            kind, obj = bound
+            ref = {"name": obj["metadata"]["name"], "uid": obj["metadata"]["uid"]}
+            claims["kubernetes.io"][kind.lower()] = ref
         head = _b64(json.dumps({"alg": "HS256", "kid": "kopflow-emulator"}).encode())
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{head}.{body}.{self._sign(head, body)}", now + seconds
@@ -413,9 +425,17 @@ class Authenticator:
         claims = self.claims(token)
         if claims is None or claims.get("jti") in self.expired:
             return None
-        if int(claims.get("exp", 0)) <= time.time():
-            return None
+        if int(claims.get("exp", 0)) <= time.time() or ISSUER not in (claims.get("aud") or []):
+            return None  # expired, or meant for another audience than this API server
         ref = claims.get("kubernetes.io") or {}
+        for kind, plural in (("pod", "pods"), ("secret", "secrets")):
+            bound = ref.get(kind)
+            if bound:
+                obj = self.store.find(
+                    self.store.storage[("", plural)], ref.get("namespace"), bound["name"]
+                )
+                if obj is None or obj["metadata"]["uid"] != bound.get("uid"):
+                    return None  # the object the token was bound to is gone
         namespace, sa = ref.get("namespace", ""), ref.get("serviceaccount") or {}
         sa_type = self.store.storage[("", "serviceaccounts")]
         obj = self.store.find(sa_type, namespace, sa.get("name"))
@@ -496,7 +516,26 @@ def token_request(
             f'serviceaccounts "{name}" not found',
             details={"name": name, "kind": "serviceaccounts"},
         )
-    token, expires = auth.issue(sa, seconds)
+    bound, ref = None, spec.get("boundObjectRef")
+    if isinstance(ref, dict):
+        kind = str(ref.get("kind", ""))
+        if kind not in ("Pod", "Secret") or ref.get("apiVersion", "v1") != "v1":
+            raise bad_request(
+                f"cannot bind token to object of type /{ref.get('apiVersion', '')}, Kind={kind}"
+            )
+        plural = kind.lower() + "s"
+        obj = store.find(store.storage[("", plural)], namespace, str(ref.get("name", "")))
+        if obj is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'{plural} "{ref.get("name", "")}" not found',
+                details={"name": ref.get("name", ""), "kind": plural},
+            )
+        bound = (kind, obj)
+        ref = {**ref, "uid": obj["metadata"]["uid"]}
+    audiences = list(spec.get("audiences") or [ISSUER])
+    token, expires = auth.issue(sa, seconds, audiences, bound)
     m = sa["metadata"]
     return {
         "kind": "TokenRequest",
@@ -519,9 +558,9 @@ def token_request(
             ],
         },
         "spec": {
-            "audiences": list(spec.get("audiences") or [ISSUER]),
+            "audiences": audiences,
             "expirationSeconds": seconds,
-            "boundObjectRef": spec.get("boundObjectRef"),
+            "boundObjectRef": ref,
         },
         "status": {
             "token": token,

@@ -145,8 +145,8 @@ def test_kopf_converges_through_injected_faults(
     apiserver: ApiServer, api_client: Any, kubeconfig: Path, namespace: str
 ) -> None:
     """500s, slow answers and cut watch streams on kopf's requests only: it retries, resumes
-    its watches from the last resourceVersion, and the object converges (create and update
-    handlers once, the deletion handler at least once)."""
+    its watches from the last resourceVersion, and the object goes through create, update and
+    delete with every handler run."""
     apiserver.faults.configure(
         seed=3, error=0.2, slow=0.1, delay=0.1, drop_watch=0.6, drop_after=0.3, user_agent="kopf/"
     )

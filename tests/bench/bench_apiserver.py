@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.apiserver import ApiServer
+from tests.support.apiserver import ADMIN_TOKEN, ApiServer
+from tests.support.apiserver_tls import ca_file
 
 NS = "bench"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -97,7 +99,10 @@ async def measure(op: Op, seconds: float, concurrency: int) -> int:
             done += 1
             i += concurrency
 
-    async with aiohttp.ClientSession() as session:
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    tls = ssl.create_default_context(cafile=str(ca_file()))
+    connector = aiohttp.TCPConnector(ssl=tls)
+    async with aiohttp.ClientSession(headers=auth, connector=connector) as session:
         await asyncio.gather(*(worker(session, k) for k in range(concurrency)))
     return done
 

@@ -1,4 +1,4 @@
-"""Fault injection, the request log, RBAC and speed with thousands of objects."""
+"""Fault injection, the request log and speed with thousands of objects."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 import urllib3
 from kubernetes.client.rest import ApiException
 from tests.support.apiserver import ApiServer
-from tests.support.apiserver_faults import Subject
-from tests.support.apiserver_fixtures import Raw, suspended_job
+from tests.support.apiserver_fixtures import Raw
 
 
 def outcomes(raw: Raw, n: int) -> list[int]:
@@ -91,65 +90,6 @@ def test_request_log_stays_bounded(apiserver: ApiServer, raw: Raw) -> None:
     apiserver.requests.recent = type(apiserver.requests.recent)(maxlen=10)
     outcomes(raw, 25)
     assert len(apiserver.requests.recent) == 10 and apiserver.requests.count("list") >= 25
-
-
-RULES = [
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create"]},
-    {"apiGroups": ["batch"], "resources": ["jobs/status"], "verbs": ["patch"]},
-]
-
-
-def test_rbac_from_role_manifests(apiserver: ApiServer, raw: Raw) -> None:
-    manifests = [
-        {"kind": "ClusterRole", "metadata": {"name": "runner"}, "rules": RULES},
-        {
-            "kind": "RoleBinding",
-            "metadata": {"name": "b", "namespace": "default"},
-            "roleRef": {"kind": "ClusterRole", "name": "runner"},
-            "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}],
-        },
-    ]
-    subject = Subject.from_manifests(manifests, "default", "op")
-    apiserver.add_user("op-token", subject)
-    user = Raw(apiserver.url, token="op-token")
-    assert user("GET", "/api/v1/namespaces/default/configmaps")[0] == 200
-    assert user("GET", "/api")[0] == 200  # discovery is open to every user
-    status, body, _ = user(
-        "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "a"}}
-    )
-    assert (status, body["reason"]) == (403, "Forbidden")
-    assert (
-        'User "system:serviceaccount:default:op" cannot create resource "configmaps"'
-        in body["message"]
-    )
-    assert (
-        user("GET", "/api/v1/namespaces/kube-system/configmaps")[0] == 403
-    )  # bound in default only
-    job = suspended_job("j")
-    assert user("POST", "/apis/batch/v1/namespaces/default/jobs", job)[0] == 201
-    assert (
-        user(
-            "PATCH",
-            "/apis/batch/v1/namespaces/default/jobs/j/status",
-            {"status": {"active": 1}},
-            content_type="application/merge-patch+json",
-        )[0]
-        == 200
-    )
-    assert (
-        user(
-            "PATCH",
-            "/apis/batch/v1/namespaces/default/jobs/j",
-            {"spec": {"parallelism": 2}},
-            content_type="application/merge-patch+json",
-        )[0]
-        == 403
-    )
-    assert Raw(apiserver.url, token="unknown")("GET", "/api/v1/namespaces")[0] == 401
-    assert (
-        raw("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "a"}})[0] == 201
-    )  # admin
 
 
 def test_thousands_of_objects_keep_requests_fast(apiserver: ApiServer, raw: Raw) -> None:

@@ -1,10 +1,12 @@
 """The emulator answers the recorded conformance sequence as a real kube-apiserver v1.36 does.
 
 tests/conformance/api_diff.py (vendored) runs a fixed sequence of requests and writes a
-normalized transcript; kube-apiserver-v1.36.json is that transcript from a real server. Section
-`core` runs against an emulator with no controllers (as it was recorded), section `gc` against
-one with its garbage collector on; both run at once. Every step must match, except the steps in
-IGNORED, each with the reason kopflow never relies on that behaviour.
+normalized transcript; kube-apiserver-v1.36.json (sections `core`, `gc`) and
+kube-apiserver-v1.36-crd.json (section `crd`, recorded from ../shared/k8s with
+`--no-controllers`) are those transcripts from a real server. Sections `core` and `crd` run
+against emulators with no controllers (as they were recorded), section `gc` against one with its
+garbage collector on; all three at once, each as the emulator's admin (a bearer token). Every
+step must match, except the steps in IGNORED, each with the reason kopflow never relies on it.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support.apiserver import ApiServer
+from tests.support.apiserver import ADMIN_TOKEN, ApiServer
 
 HERE = Path(__file__).resolve().parents[1] / "conformance"
 SCRIPT = HERE / "api_diff.py"
 GOLDEN = HERE / "kube-apiserver-v1.36.json"
+GOLDEN_CRD = HERE / "kube-apiserver-v1.36-crd.json"
 NOT_COMPARED = {"message", "warning"}  # wording of errors and warnings (as the script's README)
 
 # step name -> why kopflow never relies on that behaviour. Empty: every recorded step matches.
@@ -41,6 +44,8 @@ def _run_section(server: ApiServer, section: str, out: Path) -> subprocess.Popen
             str(SCRIPT),
             "--server",
             server.url,
+            "--token",
+            ADMIN_TOKEN,
             "--out",
             str(out),
             "--section",
@@ -55,7 +60,11 @@ def _run_section(server: ApiServer, section: str, out: Path) -> subprocess.Popen
 
 
 def test_transcript_matches_kube_apiserver(tmp_path: Path) -> None:
-    servers = {"core": ApiServer(crd_dir=None, controllers=False), "gc": ApiServer(crd_dir=None)}
+    servers = {
+        "core": ApiServer(crd_dir=None, controllers=False),
+        "gc": ApiServer(crd_dir=None),
+        "crd": ApiServer(crd_dir=None, controllers=False),
+    }
     outputs = {section: tmp_path / f"{section}.json" for section in servers}
     try:
         procs = {s: _run_section(server.start(), s, outputs[s]) for s, server in servers.items()}
@@ -66,7 +75,10 @@ def test_transcript_matches_kube_apiserver(tmp_path: Path) -> None:
     for section, proc in procs.items():
         assert proc.returncode == 0, logs[section][-3000:]
 
-    golden = json.loads(GOLDEN.read_text())["sections"]
+    golden = {
+        **json.loads(GOLDEN.read_text())["sections"],
+        **json.loads(GOLDEN_CRD.read_text())["sections"],
+    }
     total, matching, differing = 0, 0, []
     for section in servers:
         ours = {s["step"]: s for s in json.loads(outputs[section].read_text())["sections"][section]}

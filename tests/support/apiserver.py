@@ -1,15 +1,18 @@
-"""A Kubernetes API server emulator for the integration tests, served over HTTP on 127.0.0.1.
+"""A Kubernetes API server emulator for the integration tests, served over HTTPS on 127.0.0.1.
 
 `ApiServer` runs an aiohttp application on its own event loop thread, so synchronous tests
 (the official `kubernetes` client) and kopf (in its own thread) can both talk to it through a
 kubeconfig file, as they would to a cluster. Semantics live in `apiserver_store` (writes),
-`apiserver_controllers` (garbage collector, namespaces) and `apiserver_builtins` (per-kind
-rules); this module is the HTTP surface: routing, discovery, list/watch, errors as Status,
-request accounting, fault injection and RBAC.
+`apiserver_controllers` (garbage collector, namespaces), `apiserver_builtins` (per-kind
+rules) and `apiserver_auth` (authentication, ServiceAccount tokens, RBAC); this module is the
+HTTP surface: TLS, routing, discovery, list/watch, errors as Status, request accounting and
+fault injection. A request without credentials is the anonymous user, as on a real server.
 
     with ApiServer(crd_dir="crds") as server:
-        path = server.kubeconfig(tmp_path / "kubeconfig")
+        path = server.kubeconfig(tmp_path / "kubeconfig")       # the admin (system:masters)
         api = kubernetes.config.new_client_from_config(str(path))
+        token = server.token("ns", "operator")                   # a ServiceAccount's token
+        server.kubeconfig(tmp_path / "sa", token=token)           # ...and a kubeconfig for it
 """
 
 from __future__ import annotations
@@ -31,9 +34,27 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from . import apiserver_tls as tls
 from .apiserver_apply import apply
+from .apiserver_auth import (
+    ADMIN,
+    ADMIN_TOKEN,
+    ANONYMOUS,
+    ISSUER,
+    Authenticator,
+    Authorizer,
+    UserInfo,
+    access_review,
+    bootstrap_policy,
+    forbidden,
+    impersonate,
+    is_watch,
+    request_attributes,
+    self_subject_review,
+    token_request,
+)
 from .apiserver_controllers import Controllers
-from .apiserver_faults import FaultInjector, RequestLog, RequestRecord, Subject
+from .apiserver_faults import FaultInjector, RequestLog, RequestRecord
 from .apiserver_selectors import FieldSelector, LabelSelector
 from .apiserver_store import APPLY, Gone, Store
 from .apiserver_types import (
@@ -51,14 +72,36 @@ T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CRD_DIR = REPO_ROOT / "crds"
-ADMIN_TOKEN = "kopflow-emulator-admin"
+__all__ = ["ADMIN", "ADMIN_TOKEN", "ANONYMOUS", "ApiServer", "UserInfo"]
 SERVER_VERSION = "v1.36.2"
 JOB_DELETE_WARNING = (
     "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background "
     "to remove them or set propagationPolicy=Orphan to suppress this warning"
 )
 AGGREGATED = "as=APIGroupDiscoveryList"
+# The order a real server lists a custom resource's verbs in aggregated discovery.
+_CR_VERBS = ("delete", "deletecollection", "get", "list", "patch", "create", "update", "watch")
+_USER = web.RequestKey("user", UserInfo)  # the authenticated user of a request
+_REVIEWS = {
+    ("authentication.k8s.io", "selfsubjectreviews"),
+    ("authentication.k8s.io", "tokenreviews"),
+    ("authorization.k8s.io", "localsubjectaccessreviews"),
+    ("authorization.k8s.io", "selfsubjectaccessreviews"),
+    ("authorization.k8s.io", "selfsubjectrulesreviews"),
+    ("authorization.k8s.io", "subjectaccessreviews"),
+}
 _NOT_FOUND_TEXT = "404 page not found\n"
+
+
+def _subresource(rt: ResourceType, sub: str) -> tuple[str | None, str, str, builtins.list[str]]:
+    """Discovery of a subresource: (group and version when not the parent's, kind, verbs)."""
+    special: dict[str, tuple[str | None, str, str, builtins.list[str]]] = {
+        "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
+        "eviction": ("policy", "v1", "Eviction", ["create"]),
+        "binding": (None, "", "Binding", ["create"]),
+        "log": (None, "", rt.kind, ["get"]),
+    }
+    return special.get(sub, (None, "", rt.kind, ["get", "patch", "update"]))
 
 
 class _PlainNotFound(Exception):
@@ -144,7 +187,8 @@ class ApiServer:
         self.store = Store(window=window, seed=seed)
         self.requests = RequestLog()
         self.faults = FaultInjector(seed=seed)
-        self.users: dict[str, Subject] = {}
+        self.auth = Authenticator(self.store)
+        self.authorizer = Authorizer(self.store)
         self.log_source: Callable[[str, str, str | None], str | None] | None = None
         self.port = 0
         self._controllers_enabled = controllers
@@ -161,7 +205,12 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA file that verifies this server's certificate."""
+        return tls.ca_file()
 
     def start(self, timeout: float = 10.0) -> ApiServer:
         """Serve on a free loopback port; returns once requests are accepted."""
@@ -195,6 +244,9 @@ class ApiServer:
             self.store.create(
                 self.store.namespaces, "", {"metadata": {"name": name}}, manager="emulator"
             )
+        for plural, obj in bootstrap_policy():
+            rbac = self.store.storage[("rbac.authorization.k8s.io", plural)]
+            self.store.create(rbac, "", obj, manager="kube-apiserver")
         for crd in self._crd_manifests():
             self.store.create(self.store.crds, "", crd, manager="emulator")
         app = web.Application(client_max_size=16 * 1024 * 1024)
@@ -203,7 +255,7 @@ class ApiServer:
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=tls.server_context())
         await site.start()
         server = getattr(site, "_server", None)
         self.port = server.sockets[0].getsockname()[1] if server else 0
@@ -260,7 +312,17 @@ class ApiServer:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "clusters": [
+                {
+                    "name": "emulator",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(
+                            self.ca_file.read_bytes()
+                        ).decode(),
+                    },
+                }
+            ],
             "users": [{"name": "emulator", "user": {"token": token}}],
             "contexts": [
                 {
@@ -273,9 +335,27 @@ class ApiServer:
         path.write_text(yaml.safe_dump(config))
         return path
 
-    def add_user(self, token: str, subject: Subject) -> None:
-        """Requests with this bearer token are authorized by `subject`'s RBAC rules only."""
-        self.users[token] = subject
+    def add_user(self, token: str, name: str, groups: tuple[str, ...] = ()) -> UserInfo:
+        """A static bearer token for user `name` (as a token file does); RBAC decides the rest."""
+        user = UserInfo(name, (*groups, "system:authenticated"))
+        self.auth.static[token] = user
+        return user
+
+    def token(self, namespace: str, service_account: str, seconds: int = 3600) -> str:
+        """A TokenRequest token for an existing ServiceAccount (`kubectl create token`)."""
+
+        def issue() -> str:
+            body = {"spec": {"expirationSeconds": seconds}}
+            answer = token_request(
+                self.auth, self.store, namespace, service_account, body, "emulator"
+            )
+            return str(answer["status"]["token"])
+
+        return self.call(issue)
+
+    def expire_token(self, token: str) -> None:
+        """From now on the server refuses this ServiceAccount token as expired (401)."""
+        self.call(self.auth.expire, token)
 
     def install_crd(self, manifest: Obj) -> Obj:
         """Create (serve) a CRD as if applied with kubectl."""
@@ -394,7 +474,13 @@ class ApiServer:
         agent = request.headers.get("User-Agent", "")
         self.requests.record(
             RequestRecord(
-                rec["verb"], rec["resource"], rec["namespace"], rec["name"], status, agent
+                rec["verb"],
+                rec["resource"],
+                rec["namespace"],
+                rec["name"],
+                status,
+                agent,
+                rec.get("user", ""),
             )
         )
 
@@ -422,6 +508,21 @@ class ApiServer:
         return response
 
     async def _dispatch(self, request: web.Request, rec: dict[str, str]) -> web.StreamResponse:
+        user = self.auth.authenticate(request.headers.get("Authorization", ""))
+        attrs = request_attributes(request.method, request.path, request.query)
+        user = impersonate(user, request.headers, self.authorizer, attrs)
+        rec["user"] = user.name
+        request[_USER] = user
+        if attrs.resource_request:
+            rec.update(
+                verb=attrs.verb,
+                resource=attrs.qualified + (f"/{attrs.subresource}" if attrs.subresource else ""),
+                namespace=attrs.namespace,
+                name=attrs.name,
+            )
+        allowed, reason = self.authorizer.authorize(user, attrs)
+        if not allowed:
+            raise forbidden(user, attrs, reason)
         parts = [p for p in request.path.split("/") if p]
         aggregated = AGGREGATED in request.headers.get("Accept", "")
         if not parts:
@@ -500,7 +601,7 @@ class ApiServer:
         self, request: web.Request, target: Target, rec: dict[str, str]
     ) -> web.StreamResponse:
         rt, method, q = target.rt, request.method, request.query
-        watching = q.get("watch", "").lower() in ("true", "1")
+        watching = is_watch(q)
         verb = {
             ("GET", True): "get",
             ("GET", False): "watch" if watching else "list",
@@ -510,16 +611,16 @@ class ApiServer:
             ("DELETE", True): "delete",
             ("DELETE", False): "deletecollection",
         }.get((method, target.name is not None))
-        resource = rt.plural + (f"/{target.sub}" if target.sub else "")
         rec.update(
             verb=verb or method.lower(),
             resource=rt.qualified + (f"/{target.sub}" if target.sub else ""),
             namespace=target.namespace or "",
             name=target.name or "",
         )
+        if target.sub == "token" or rt.key in _REVIEWS:
+            verb = "create" if method == "POST" else None
         if verb is None or (verb not in rt.verbs and not target.sub):
             raise method_not_allowed()
-        self._authorize(request, verb, rt, resource, target)
         fault = self.faults.choose(verb, rt.qualified, request.headers.get("User-Agent", ""))
         if fault == "slow":
             await asyncio.sleep(self.faults.plan.delay)
@@ -554,38 +655,49 @@ class ApiServer:
             return self._json(
                 self._out(rt, self.store.get(rt, target.namespace or "", target.name or ""))
             )
+        if target.sub == "token" or rt.key in _REVIEWS:
+            return await self._review(request, target)
         if verb in ("create", "update", "patch"):
             return await self._write(request, verb, target)
         return await self._delete(request, verb, target)
 
-    def _authorize(
-        self, request: web.Request, verb: str, rt: ResourceType, resource: str, target: Target
-    ) -> None:
-        header = request.headers.get("Authorization", "")
-        token = header[7:] if header.startswith("Bearer ") else ""
-        if not token or token == ADMIN_TOKEN:
-            return
-        subject = self.users.get(token)
-        if subject is None:
-            raise ApiError(401, "Unauthorized", "Unauthorized", details={})
-        if subject.allows(verb, rt.group, resource, target.namespace or "", target.name or ""):
-            return
-        where = (
-            f' in the namespace "{target.namespace}"'
-            if target.namespace
-            else " at the cluster scope"
-        )
-        what = f'{resource} "{target.name}"' if target.name else resource
-        message = (
-            f'{what} is forbidden: User "{subject.name}" cannot {verb} resource "{rt.plural}"'
-            f"{'' if not target.sub else ' subresource ' + repr(target.sub)}"
-            f' in API group "{rt.group}"{where}'
-        )
-        raise ApiError(
-            403,
-            "Forbidden",
-            message,
-            details={"name": target.name or "", "group": rt.group, "kind": rt.plural},
+    async def _review(self, request: web.Request, target: Target) -> web.Response:
+        """POSTs that store nothing: TokenRequest, SelfSubjectReview, TokenReview."""
+        body = await self._body(request, target.rt)
+        if target.sub == "token":
+            answer = token_request(
+                self.auth,
+                self.store,
+                target.namespace or "",
+                target.name or "",
+                body,
+                self._manager(request),
+            )
+            return self._json(answer, 201)
+        if target.rt.plural == "selfsubjectreviews":
+            return self._json(self_subject_review(request[_USER]), 201)
+        if target.rt.group == "authorization.k8s.io":
+            answer = access_review(
+                target.rt.kind, body, request[_USER], self.authorizer, target.namespace or ""
+            )
+            return self._json(answer, 201)
+        spec = (body or {}).get("spec") or {} if isinstance(body, dict) else {}
+        try:
+            user = self.auth.authenticate(f"Bearer {spec.get('token') or ''}")
+        except ApiError:
+            user = ANONYMOUS
+        status: Obj = {"user": {}}
+        if user is not ANONYMOUS:
+            status = {"authenticated": True, "user": user.review(), "audiences": [ISSUER]}
+        return self._json(
+            {
+                "kind": "TokenReview",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"creationTimestamp": None},
+                "spec": spec,
+                "status": status,
+            },
+            201,
         )
 
     # -- discovery -----------------------------------------------------------------------------
@@ -635,30 +747,24 @@ class ApiServer:
                 "namespaced": rt.namespaced,
                 "kind": rt.kind,
                 "verbs": list(rt.verbs),
-                "storageVersionHash": rt.kind.lower(),
             }
+            if rt.key not in _REVIEWS:
+                entry["storageVersionHash"] = rt.kind.lower()
             if rt.short_names:
                 entry["shortNames"] = list(rt.short_names)
             if rt.categories:
                 entry["categories"] = list(rt.categories)
             resources.append(entry)
             for sub in rt.subs:
-                verbs = (
-                    ["get"]
-                    if sub == "log"
-                    else ["create"]
-                    if sub in ("binding", "eviction")
-                    else ["get", "patch", "update"]
-                )
-                resources.append(
-                    {
-                        "name": f"{rt.plural}/{sub}",
-                        "singularName": "",
-                        "namespaced": rt.namespaced,
-                        "kind": rt.kind if sub in ("status", "log") else sub.capitalize(),
-                        "verbs": verbs,
-                    }
-                )
+                sub_group, sub_version, kind, verbs = _subresource(rt, sub)
+                sub_entry: Obj = {
+                    "name": f"{rt.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": rt.namespaced,
+                }
+                if sub_group is not None:
+                    sub_entry.update(group=sub_group, version=sub_version)
+                resources.append({**sub_entry, "kind": kind, "verbs": verbs})
         gv = f"{group}/{version}" if group else version
         return {
             "kind": "APIResourceList",
@@ -666,6 +772,13 @@ class ApiServer:
             "groupVersion": gv,
             "resources": resources,
         }
+
+    @staticmethod
+    def _aggregated_sub(rt: ResourceType, sub: str, kind: Obj) -> Obj:
+        sub_group, sub_version, sub_kind, verbs = _subresource(rt, sub)
+        if sub_group is not None:
+            kind = {"group": sub_group, "version": sub_version, "kind": sub_kind}
+        return {"subresource": sub, "responseKind": kind, "verbs": verbs}
 
     def _aggregated(self, groups: builtins.list[str]) -> web.Response:
         served = self._groups()
@@ -675,27 +788,29 @@ class ApiServer:
             for version in served.get(group, []):
                 resources = []
                 for rt in self._types_of(group, version):
-                    kind = {"group": group, "version": version, "kind": rt.kind}
-                    resources.append(
-                        {
-                            "resource": rt.plural,
-                            "responseKind": kind,
-                            "scope": "Namespaced" if rt.namespaced else "Cluster",
-                            "singularResource": rt.singular,
-                            "verbs": list(rt.verbs),
-                            "shortNames": list(rt.short_names),
-                            "categories": list(rt.categories),
-                            "subresources": [
-                                {
-                                    "subresource": s,
-                                    "responseKind": kind,
-                                    "verbs": ["get", "patch", "update"],
-                                }
-                                for s in rt.subs
-                                if s == "status"
-                            ],
-                        }
-                    )
+                    # Built-ins leave group and version empty (meaning: as requested).
+                    kind = {
+                        "group": "" if rt.builtin else group,
+                        "version": "" if rt.builtin else version,
+                        "kind": rt.kind,
+                    }
+                    entry: Obj = {
+                        "resource": rt.plural,
+                        "responseKind": kind,
+                        "scope": "Namespaced" if rt.namespaced else "Cluster",
+                        "singularResource": rt.singular,
+                        "verbs": list(rt.verbs if rt.builtin else _CR_VERBS),
+                    }
+                    for key, values in (
+                        ("shortNames", rt.short_names),
+                        ("categories", rt.categories),
+                    ):
+                        if values:
+                            entry[key] = list(values)
+                    subs = [self._aggregated_sub(rt, s, kind) for s in sorted(rt.subs)]
+                    if subs:
+                        entry["subresources"] = subs
+                    resources.append(entry)
                 versions.append(
                     {"version": version, "resources": resources, "freshness": "Current"}
                 )
@@ -957,9 +1072,7 @@ class ApiServer:
         body = await self._body(request, rt)
         dry_run = q.get("dryRun") == "All"
         validation = q.get("fieldValidation", "Warn")
-        manager = (
-            q.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0]
-        )
+        manager = self._manager(request)
         ns = target.namespace or ""
         if verb == "create":
             obj, warnings = self.store.create(
@@ -993,6 +1106,14 @@ class ApiServer:
             manager=manager,
         )
         return self._json(self._out(rt, obj), 200, warnings)
+
+    @staticmethod
+    def _manager(request: web.Request) -> str:
+        """The field manager a write is recorded under (default: the client's User-Agent)."""
+        return (
+            request.query.get("fieldManager")
+            or (request.headers.get("User-Agent", "unknown").split("/")[0])
+        )
 
     def _apply(
         self, request: web.Request, target: Target, body: Any, dry_run: bool

@@ -7,10 +7,11 @@ label syntax, immutable fields. Omitted behaviour is behaviour kopflow does not 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
-from .apiserver_schema import CrdSchema, check_structural
+from .apiserver_schema import CrdSchema, RuleError, check_structural
 from .apiserver_types import (
     Cause,
     Obj,
@@ -47,8 +48,16 @@ JOB_LABELS = ("batch.kubernetes.io/controller-uid", "batch.kubernetes.io/job-nam
 # -- generic metadata validation -----------------------------------------------------------------
 
 
-def name_causes(name: str, *, label: bool = False) -> list[Cause]:
-    """metadata.name syntax: an RFC 1123 subdomain (or label, for namespaces)."""
+def name_causes(name: str, *, label: bool = False, path_segment: bool = False) -> list[Cause]:
+    """metadata.name syntax: an RFC 1123 subdomain (a label for namespaces; for RBAC objects
+    anything that fits in a path segment, so `system:discovery` is a valid name)."""
+    if path_segment:
+        for bad in ("/", "%"):
+            if bad in name:
+                return [invalid_value("metadata.name", name, f"may not contain '{bad}'")]
+        if name in (".", ".."):
+            return [invalid_value("metadata.name", name, f"may not be '{name}'")]
+        return [] if name else [required("metadata.name", "name or generateName is required")]
     limit, pattern, msg = (
         (63, _LABEL_NAME, _LABEL_MSG) if label else (253, _SUBDOMAIN, _SUBDOMAIN_MSG)
     )
@@ -73,10 +82,12 @@ def label_value_ok(value: str) -> bool:
     return value == "" or (len(value) <= 63 and bool(_QUALIFIED.match(value)))
 
 
-def metadata_causes(obj: Obj, *, label_name: bool = False) -> list[Cause]:
+def metadata_causes(
+    obj: Obj, *, label_name: bool = False, path_segment: bool = False
+) -> list[Cause]:
     """Name, labels, annotations and ownerReferences checks every kind shares."""
     meta = obj.get("metadata") or {}
-    causes = name_causes(str(meta.get("name", "")), label=label_name)
+    causes = name_causes(str(meta.get("name", "")), label=label_name, path_segment=path_segment)
     for key, value in (meta.get("labels") or {}).items():
         if not qualified_key_ok(key):
             causes.append(
@@ -481,6 +492,102 @@ _EVENT_V1_FIELDS = _META | {
 }
 
 
+# -- rbac.authorization.k8s.io -------------------------------------------------------------------
+
+_RBAC = "rbac.authorization.k8s.io"
+
+
+def _not_supported(path: str, value: Any, allowed: list[str]) -> Cause:
+    shown = ", ".join(f'"{v}"' for v in allowed)
+    return Cause(
+        path, "FieldValueNotSupported", f'Unsupported value: "{value}": supported values: {shown}'
+    )
+
+
+def _rule_causes(obj: Obj, namespaced: bool) -> list[Cause]:
+    """ValidatePolicyRule: verbs always; non-resource URLs only, and only in ClusterRoles."""
+    causes = []
+    for i, rule in enumerate(obj.get("rules") or []):
+        at = f"rules[{i}]"
+        if not rule.get("verbs"):
+            causes.append(required(f"{at}.verbs", "verbs must contain at least one value"))
+        urls = rule.get("nonResourceURLs")
+        if urls:
+            if namespaced:
+                message = "namespaced rules cannot apply to non-resource URLs"
+                causes.append(invalid_value(f"{at}.nonResourceURLs", urls, message))
+            if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
+                message = "rules cannot apply to both regular resources and non-resource URLs"
+                causes.append(invalid_value(f"{at}.nonResourceURLs", urls, message))
+            continue
+        if not rule.get("apiGroups"):
+            causes.append(
+                required(f"{at}.apiGroups", "resource rules must supply at least one api group")
+            )
+        if not rule.get("resources"):
+            causes.append(
+                required(f"{at}.resources", "resource rules must supply at least one resource")
+            )
+    return causes
+
+
+def _default_binding(obj: Obj, rt: ResourceType) -> None:
+    """v1 defaulting: roleRef's and Users'/Groups' apiGroup is rbac.authorization.k8s.io."""
+    ref = obj.get("roleRef")
+    if isinstance(ref, dict) and not ref.get("apiGroup"):
+        ref["apiGroup"] = _RBAC
+    for subject in obj.get("subjects") or []:
+        if isinstance(subject, dict) and "apiGroup" not in subject:
+            subject["apiGroup"] = "" if subject.get("kind") == "ServiceAccount" else _RBAC
+        if isinstance(subject, dict) and subject.get("apiGroup") == "":
+            subject.pop("apiGroup")
+
+
+def _binding_causes(obj: Obj, old: Obj | None, cluster: bool) -> list[Cause]:
+    """ValidateRoleBinding / ValidateClusterRoleBinding (and roleRef being immutable)."""
+    ref = obj.get("roleRef") or {}
+    causes = []
+    if ref.get("apiGroup") != _RBAC:
+        causes.append(_not_supported("roleRef.apiGroup", ref.get("apiGroup", ""), [_RBAC]))
+    kinds = ["ClusterRole"] if cluster else ["Role", "ClusterRole"]
+    if ref.get("kind") not in kinds:
+        causes.append(_not_supported("roleRef.kind", ref.get("kind", ""), kinds))
+    if not ref.get("name"):
+        causes.append(required("roleRef.name"))
+    for i, subject in enumerate(obj.get("subjects") or []):
+        at, kind = f"subjects[{i}]", subject.get("kind")
+        name, group = str(subject.get("name") or ""), subject.get("apiGroup", "")
+        if not name:
+            causes.append(required(f"{at}.name"))
+        if kind == "ServiceAccount":
+            if name and not _SUBDOMAIN.match(name):
+                causes.append(invalid_value(f"{at}.name", name, _SUBDOMAIN_MSG))
+            if group:
+                causes.append(_not_supported(f"{at}.apiGroup", group, [""]))
+            if cluster and not subject.get("namespace"):
+                causes.append(required(f"{at}.namespace"))
+        elif kind in ("User", "Group"):
+            if group != _RBAC:
+                causes.append(_not_supported(f"{at}.apiGroup", group, [_RBAC]))
+        else:
+            causes.append(
+                _not_supported(f"{at}.kind", kind or "", ["ServiceAccount", "User", "Group"])
+            )
+    if old is not None and (old.get("roleRef") or {}) != ref:
+        shown = json.dumps(
+            {
+                "APIGroup": ref.get("apiGroup", ""),
+                "Kind": ref.get("kind", ""),
+                "Name": ref.get("name", ""),
+            },
+            separators=(",", ":"),
+        )
+        causes.append(
+            Cause("roleRef", "FieldValueInvalid", f"Invalid value: {shown}: cannot change roleRef")
+        )
+    return causes
+
+
 def builtin_types() -> list[ResourceType]:
     """The built-in resources the emulator serves (the ones kopflow, kopf and kubectl touch)."""
     ns_verbs = ("create", "delete", "get", "list", "patch", "update", "watch")
@@ -572,6 +679,7 @@ def builtin_types() -> list[ResourceType]:
             short_names=("sa",),
             known_fields=_META | {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
             return_deleted_object=True,
+            subresources=("token",),
         ),
         ResourceType(
             "batch",
@@ -622,10 +730,72 @@ def builtin_types() -> list[ResourceType]:
             validate=validate_crd,
             on_create=_create_crd,
             categories=("api-extensions",),
+            return_deleted_object=True,
         ),
-        ResourceType(rbac, "v1", "roles", "Role", known_fields=_META | {"rules"}),
         ResourceType(
-            rbac, "v1", "rolebindings", "RoleBinding", known_fields=_META | {"subjects", "roleRef"}
+            "authentication.k8s.io",
+            "v1",
+            "selfsubjectreviews",
+            "SelfSubjectReview",
+            namespaced=False,
+            verbs=("create",),
+        ),
+        ResourceType(
+            "authentication.k8s.io",
+            "v1",
+            "tokenreviews",
+            "TokenReview",
+            namespaced=False,
+            verbs=("create",),
+        ),
+        ResourceType(
+            "authorization.k8s.io",
+            "v1",
+            "localsubjectaccessreviews",
+            "LocalSubjectAccessReview",
+            namespaced=True,
+            verbs=("create",),
+        ),
+        ResourceType(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+            "SelfSubjectAccessReview",
+            namespaced=False,
+            verbs=("create",),
+        ),
+        ResourceType(
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectrulesreviews",
+            "SelfSubjectRulesReview",
+            namespaced=False,
+            verbs=("create",),
+        ),
+        ResourceType(
+            "authorization.k8s.io",
+            "v1",
+            "subjectaccessreviews",
+            "SubjectAccessReview",
+            namespaced=False,
+            verbs=("create",),
+        ),
+        ResourceType(
+            rbac,
+            "v1",
+            "roles",
+            "Role",
+            known_fields=_META | {"rules"},
+            validate=lambda obj, old: _rule_causes(obj, namespaced=True),
+        ),
+        ResourceType(
+            rbac,
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            known_fields=_META | {"subjects", "roleRef"},
+            default=_default_binding,
+            validate=lambda obj, old: _binding_causes(obj, old, cluster=False),
         ),
         ResourceType(
             rbac,
@@ -634,6 +804,7 @@ def builtin_types() -> list[ResourceType]:
             "ClusterRole",
             namespaced=False,
             known_fields=_META | {"rules", "aggregationRule"},
+            validate=lambda obj, old: _rule_causes(obj, namespaced=False),
         ),
         ResourceType(
             rbac,
@@ -642,6 +813,8 @@ def builtin_types() -> list[ResourceType]:
             "ClusterRoleBinding",
             namespaced=False,
             known_fields=_META | {"subjects", "roleRef"},
+            default=_default_binding,
+            validate=lambda obj, old: _binding_causes(obj, old, cluster=True),
         ),
     ]
 
@@ -677,17 +850,24 @@ def validate_crd(obj: Obj, old: Obj | None) -> list[Cause]:
                 "spec.versions", "", "must have exactly one version marked as storage version"
             )
         )
-    for i, version in enumerate(versions):
-        schema = (version.get("schema") or {}).get("openAPIV3Schema")
-        path = f"spec.versions[{i}].schema.openAPIV3Schema"
+    # One schema shared by every version is validated once, as spec.validation (the internal
+    # CRD form the real server converts v1 into), else per version.
+    schemas = [(version.get("schema") or {}).get("openAPIV3Schema") for version in versions]
+    shared = bool(versions) and all(v.get("schema") == versions[0].get("schema") for v in versions)
+    paths = (
+        ["spec.validation.openAPIV3Schema"]
+        if shared
+        else [f"spec.versions[{i}].schema.openAPIV3Schema" for i in range(len(versions))]
+    )
+    for path, schema in zip(paths, schemas[: len(paths)], strict=True):
         if not isinstance(schema, dict):
             causes.append(required(path))
             continue
         causes += [Cause(path + c.field, c.reason, c.message) for c in check_structural(schema)]
         try:
             CrdSchema(schema)
-        except ValueError as exc:
-            causes.append(invalid_value(path + ".x-kubernetes-validations", "", str(exc)))
+        except RuleError as exc:
+            causes.append(exc.cause(path))
     return causes
 
 

@@ -1,9 +1,8 @@
-"""Request accounting, fault injection and RBAC for the emulator's HTTP layer.
+"""Request accounting and fault injection for the emulator's HTTP layer.
 
 The request log keeps counters (by verb and resource) and a short ring of recent requests, so
 benchmarks and tests can ask "how many PATCHes did the operator send" in O(1) however long the
 run. Faults are seeded, so a flaky-network test fails the same way every time it fails.
-RBAC answers 403 as a cluster does to a service account whose Roles lack a rule.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ class RequestRecord:
     name: str
     code: int
     user_agent: str
+    user: str = ""  # the authenticated user name (system:anonymous without credentials)
 
 
 class RequestLog:
@@ -137,71 +137,3 @@ class FaultInjector:
                 return kind
             roll -= fraction
         return None
-
-
-# -- RBAC ----------------------------------------------------------------------------------------
-
-
-def _rule_allows(rule: Obj, verb: str, group: str, resource: str, name: str) -> bool:
-    def has(key: str, value: str) -> bool:
-        values = rule.get(key) or []
-        return "*" in values or value in values
-
-    if not (has("verbs", verb) and has("apiGroups", group)):
-        return False
-    sub = resource.partition("/")[2]
-    resources = rule.get("resources") or []
-    if not ("*" in resources or resource in resources or (sub and f"*/{sub}" in resources)):
-        return False
-    names = rule.get("resourceNames") or []
-    return not names or name in names
-
-
-@dataclass
-class Subject:
-    """A user's effective rules: cluster-wide ones and per-namespace ones."""
-
-    name: str
-    cluster_rules: list[Obj] = field(default_factory=list)
-    namespace_rules: dict[str, list[Obj]] = field(default_factory=dict)
-
-    def allows(self, verb: str, group: str, resource: str, namespace: str, name: str) -> bool:
-        rules = list(self.cluster_rules)
-        if namespace:
-            rules += self.namespace_rules.get(namespace, [])
-        return any(_rule_allows(r, verb, group, resource, name) for r in rules)
-
-    @classmethod
-    def from_manifests(cls, manifests: list[Obj], namespace: str, service_account: str) -> Subject:
-        """The rules Roles/ClusterRoles grant a ServiceAccount through (Cluster)RoleBindings."""
-        roles: dict[tuple[str, str], list[Obj]] = {}
-        for doc in manifests:
-            kind, m = doc.get("kind"), doc.get("metadata") or {}
-            if kind == "ClusterRole":
-                roles[("", m["name"])] = list(doc.get("rules") or [])
-            elif kind == "Role":
-                roles[(m.get("namespace", namespace), m["name"])] = list(doc.get("rules") or [])
-        subject = cls(f"system:serviceaccount:{namespace}:{service_account}")
-        for doc in manifests:
-            kind, m = doc.get("kind"), doc.get("metadata") or {}
-            if kind not in ("RoleBinding", "ClusterRoleBinding"):
-                continue
-            if not any(
-                s.get("kind") == "ServiceAccount"
-                and s.get("name") == service_account
-                and s.get("namespace", m.get("namespace")) == namespace
-                for s in doc.get("subjects") or []
-            ):
-                continue
-            ref = doc.get("roleRef") or {}
-            binding_ns = m.get("namespace", namespace)
-            rules = (
-                roles.get(("", ref.get("name", "")))
-                if ref.get("kind") == "ClusterRole"
-                else roles.get((binding_ns, ref.get("name", "")))
-            )
-            if kind == "ClusterRoleBinding":
-                subject.cluster_rules += rules or []
-            else:
-                subject.namespace_rules.setdefault(binding_ns, []).extend(rules or [])
-        return subject

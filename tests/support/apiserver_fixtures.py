@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .apiserver_auth import ADMIN_TOKEN
+from .apiserver_tls import ca_file as emulator_ca
+
 WIDGET_GROUP = "test.kopflow.dev"
 WIDGET_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -82,14 +85,31 @@ def widget(name: str, **spec: Any) -> dict[str, Any]:
 
 
 class Raw:
-    """Plain HTTP to the emulator, for what the typed client hides (status codes, headers, text)."""
+    """Plain HTTP to the emulator, for what the typed client hides (status codes, headers, text).
 
-    def __init__(self, url: str, token: str | None = None) -> None:
+    Sends the emulator's admin token unless given another one; `token=None` sends no
+    Authorization header at all (the anonymous user). For a real server over https, `ca_file`
+    verifies it and `cert` (certificate and key files) authenticates with a client certificate.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = ADMIN_TOKEN,
+        *,
+        ca_file: str | None = None,
+        cert: tuple[str, str] | None = None,
+    ) -> None:
         import urllib3
 
         self.url = url
-        self.http = urllib3.PoolManager()
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if ca_file is None and url.startswith("https://127.0.0.1:"):
+            ca_file = str(emulator_ca())  # an emulator (a real server's CA must be given)
+        tls: dict[str, Any] = {"ca_certs": ca_file} if ca_file else {}
+        if cert:
+            tls.update(cert_file=cert[0], key_file=cert[1])
+        self.http = urllib3.PoolManager(**tls)
+        self.headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
 
     def __call__(
         self,

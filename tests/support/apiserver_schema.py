@@ -76,6 +76,56 @@ def _field(path: list[Any]) -> str:
     return text
 
 
+def _type_name(value: Any) -> str:
+    """The JSON type of a value, as the real server names a wrong one."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+_BLOCKING = (
+    "FieldValueNotSupported",
+    "FieldValueRequired",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
+    "FieldValueTypeInvalid",
+)
+_NOT_CHECKED = Cause(
+    "<nil>",
+    "FieldValueInvalid",
+    "Invalid value: null: some validation rules were not checked because the object was "
+    "invalid; correct the existing errors to complete validation",
+)
+
+
+class RuleError(ValueError):
+    """A CEL rule that does not compile, with its path in the schema."""
+
+    def __init__(self, path: str, rule: Obj, detail: str) -> None:
+        super().__init__(f"compilation failed: {detail}")
+        self.path, self.rule = path, rule
+
+    def cause(self, prefix: str) -> Cause:
+        shown = {
+            "Rule": self.rule.get("rule", ""),
+            "Message": self.rule.get("message", ""),
+            "MessageExpression": self.rule.get("messageExpression", ""),
+            "Reason": self.rule.get("reason"),
+            "FieldPath": self.rule.get("fieldPath", ""),
+            "OptionalOldSelf": self.rule.get("optionalOldSelf"),
+        }
+        value = json.dumps(shown, separators=(",", ":"))
+        return Cause(prefix + self.path, "FieldValueInvalid", f"Invalid value: {value}: {self}")
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return '"object"' if isinstance(value, dict) else '"array"'
@@ -88,6 +138,7 @@ class CrdSchema:
     def __init__(self, openapi: Obj | None) -> None:
         self.openapi = openapi or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         self.validator = jsonschema.Draft7Validator(to_jsonschema(self.openapi))
+        self._status_validator: jsonschema.Draft7Validator | None = None
         self.rules = self._compile_rules(self.openapi)
 
     # -- pruning and defaulting --------------------------------------------------------------
@@ -148,16 +199,38 @@ class CrdSchema:
 
     # -- validation --------------------------------------------------------------------------
 
-    def validate(self, obj: Obj, old: Obj | None = None) -> list[Cause]:
-        """Field errors of `obj` (schema first; CEL only where the schema holds)."""
-        body = {k: v for k, v in obj.items() if k != "metadata"}
-        causes = [self._cause(e) for e in self.validator.iter_errors(body)]
-        causes += _list_causes(body, self.openapi, [])
-        if not causes:
-            causes = self._cel(obj, old)
-        return causes
+    def validate(self, obj: Obj, old: Obj | None = None, *, status: bool = False) -> list[Cause]:
+        """Field errors of `obj`: schema first, then CEL unless a schema error blocks it.
 
-    def _cause(self, error: jsonschema.ValidationError) -> Cause:
+        A write to the status subresource validates the status only, against the status
+        schema, and its messages name fields relative to it (`observedGeneration in body`).
+        """
+        if status:
+            schema = (self.openapi.get("properties") or {}).get("status") or {}
+            body = obj.get("status")
+            if self._status_validator is None:
+                self._status_validator = jsonschema.Draft7Validator(to_jsonschema(schema))
+            errors = self._status_validator.iter_errors(body) if body is not None else ()
+            causes = [self._cause(e, "status") for e in errors]
+            causes += _list_causes(body, schema, ["status"])
+        else:
+            body = {k: v for k, v in obj.items() if k != "metadata"}
+            causes = [self._cause(e) for e in self.validator.iter_errors(body)]
+            causes += _list_causes(body, self.openapi, [])
+        if not self.rules:
+            return causes
+        if any(c.reason in _BLOCKING for c in causes):
+            return [_NOT_CHECKED, *causes]
+        return causes + self._cel(obj, old)
+
+    def _cause(self, error: jsonschema.ValidationError, root: str = "") -> Cause:
+        """One schema error; under `root` the field is prefixed but the message is not."""
+        cause = self._relative_cause(error)
+        if root:
+            cause.field = f"{root}.{cause.field}" if cause.field else root
+        return cause
+
+    def _relative_cause(self, error: jsonschema.ValidationError) -> Cause:
         path = list(error.absolute_path)
         name, value, kind = _field(path), error.instance, error.validator
         if kind == "required":
@@ -167,11 +240,11 @@ class CrdSchema:
         if kind == "type":
             expected = error.validator_value
             expected = expected[0] if isinstance(expected, list) else expected
+            got = json.dumps(_type_name(value))
             return Cause(
                 name,
                 "FieldValueTypeInvalid",
-                f"Invalid value: {_shown(value)}: {name} in body must be of type {expected}: "
-                f"{_shown(value)}",
+                f"Invalid value: {got}: {name} in body must be of type {expected}: {got}",
             )
         if kind == "enum":
             allowed = ", ".join(json.dumps(v) for v in error.validator_value if v is not None)
@@ -215,21 +288,22 @@ class CrdSchema:
         """(path pattern, rule, program) for every rule; '*' in a path means every item/value."""
         found: list[tuple[list[Any], Obj, Any]] = []
 
-        def walk(node: Obj, path: list[Any]) -> None:
-            for rule in node.get("x-kubernetes-validations") or []:
+        def walk(node: Obj, path: list[Any], where: str) -> None:
+            for i, rule in enumerate(node.get("x-kubernetes-validations") or []):
                 try:
                     program = _cel_program(str(rule["rule"]))
                 except Exception as exc:
-                    raise ValueError(f"compilation failed: {rule.get('rule')}: {exc}") from exc
+                    at = f"{where}.x-kubernetes-validations[{i}].rule"
+                    raise RuleError(at, rule, f"{rule.get('rule')}: {exc}") from exc
                 found.append((path, rule, program))
             for key, sub in (node.get("properties") or {}).items():
-                walk(sub, [*path, key])
+                walk(sub, [*path, key], f"{where}.properties[{key}]")
             if isinstance(node.get("items"), dict):
-                walk(node["items"], [*path, "*"])
+                walk(node["items"], [*path, "*"], f"{where}.items")
             if isinstance(node.get("additionalProperties"), dict):
-                walk(node["additionalProperties"], [*path, "**"])
+                walk(node["additionalProperties"], [*path, "**"], f"{where}.additionalProperties")
 
-        walk(schema, [])
+        walk(schema, [], "")
         return found
 
     def _cel(self, obj: Obj, old: Obj | None) -> list[Cause]:
@@ -255,11 +329,18 @@ class CrdSchema:
                 field = _field(path) + rule.get("fieldPath", "")
                 message = rule.get("message") or f"failed rule: {rule['rule']}"
                 reason = rule.get("reason", "FieldValueInvalid")
-                causes.append(Cause(field, reason, f"Invalid value: {_shown(value)}: {message}"))
+                causes.append(Cause(field, reason, f"{_RULE_WORDING.get(reason, '')}{message}"))
         return causes
 
 
 _MISSING = object()
+# How a failed rule's message is introduced, by its `reason` (the value is never shown).
+_RULE_WORDING = {
+    "FieldValueInvalid": "Invalid value: ",
+    "FieldValueForbidden": "Forbidden: ",
+    "FieldValueRequired": "Required value: ",
+    "FieldValueDuplicate": "Duplicate value: ",
+}
 
 
 def _list_causes(value: Any, schema: Obj, path: list[Any]) -> list[Cause]:

@@ -451,17 +451,28 @@ class Store:
             return obj, warnings
         return self._commit(rt, "ADDED", obj, None), warnings
 
-    def _admit(self, rt: ResourceType, obj: Obj, old: Obj | None, validation: str) -> list[str]:
+    def _admit(
+        self,
+        rt: ResourceType,
+        obj: Obj,
+        old: Obj | None,
+        validation: str,
+        subresource: str | None = None,
+    ) -> list[str]:
         """Defaulting, pruning and validation shared by every write."""
         warnings: list[str] = []
         if rt.default:
             rt.default(obj, rt)
-        causes: list[Cause] = metadata_causes(obj, label_name=rt.plural == "namespaces")
+        causes: list[Cause] = metadata_causes(
+            obj,
+            label_name=rt.plural == "namespaces",
+            path_segment=rt.group == "rbac.authorization.k8s.io",
+        )
         if rt.schema is not None:
             dropped = rt.schema.prune(obj)
             warnings += self._field_warnings(rt, dropped, validation)
             rt.schema.apply_defaults(obj)
-            causes += rt.schema.validate(obj, old)
+            causes += rt.schema.validate(obj, old, status=subresource == "status")
         if rt.validate:
             causes += rt.validate(obj, old)
         if causes:
@@ -614,7 +625,7 @@ class Store:
                 error = invalid_for(rt, name, [cause])
                 error.details["causes"] *= 2  # the real server reports this cause twice
                 raise error
-        warnings = self._admit(rt, new, old, validation)
+        warnings = self._admit(rt, new, old, validation, subresource)
         m["resourceVersion"] = old_m["resourceVersion"]
         if not keep_managed:
             m["managedFields"] = old_m.get("managedFields", [])

@@ -1,6 +1,6 @@
 """Session-wide fixtures: the real Kubernetes control plane (the `real` tier).
 
-    def test_x(control_plane): kubeconfig = control_plane.kubeconfig
+    def test_x(control_plane, remote_kubelet): kubeconfig = control_plane.kubeconfig
 
 One control plane (etcd, kube-apiserver, controller-manager, scheduler) serves the whole test
 session; tests isolate themselves by namespace. Without one the tests that need it skip with the
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from tests.support.control_plane import ControlPlane, required, unavailable
+from tests.support.remote_kubelet import RemoteKubelet
 
 _skipped_real: list[str] = []
 
@@ -31,6 +32,17 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def remote_kubelet(control_plane: ControlPlane) -> Iterator[RemoteKubelet]:
+    """The node of the real control plane for the whole session; its processes die with it."""
+    assert control_plane.kubeconfig is not None
+    kubelet = RemoteKubelet(control_plane.kubeconfig, kill_grace=1.0).start()
+    try:
+        yield kubelet
+    finally:
+        kubelet.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -161,9 +161,7 @@ def _emulated_cluster(tmp_path: Path) -> Iterator[Cluster]:
             admin_kubeconfig=admin,
             client=client,
             namespace=namespace,
-            operator_kubeconfig=write_kubeconfig(
-                tmp_path / "operator.kubeconfig", server.url, token, None
-            ),
+            operator_kubeconfig=server.kubeconfig(tmp_path / "operator.kubeconfig", token=token),
             operator_args=(),
             emulator=server,
         )

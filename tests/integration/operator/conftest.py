@@ -244,8 +244,9 @@ class Operator:
 class Kube:
     """Test-side admin client: create from YAML, and wait on what the API reports.
 
-    Runs, Workflows, Jobs, Pods and Events of the namespace are watched from the start (informers), so waits are
-    event-driven on both backends and `created_jobs` counts every Job creation by name.
+    Runs, Workflows, Jobs, Pods and Events of the namespace are watched from the start
+    (informers), so waits are event-driven on both backends and `created_jobs` counts every Job
+    creation by name.
     """
 
     def __init__(self, cluster: Cluster) -> None:

@@ -36,6 +36,8 @@ class RequestLog:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.codes: Counter[int] = Counter()
         self.recent: deque[RequestRecord] = deque(maxlen=keep)
+        self.forbidden: Counter[tuple[str, str, str]] = Counter()
+        """(user, verb, resource) of every 403: what a client's RBAC lacked."""
         self.total = 0
         self._lock = threading.Lock()
 
@@ -45,6 +47,8 @@ class RequestLog:
             self.counts[(rec.verb, rec.resource)] += 1
             self.codes[rec.code] += 1
             self.recent.append(rec)
+            if rec.code == 403:
+                self.forbidden[(rec.user, rec.verb, rec.resource)] += 1
 
     def count(self, verb: str | None = None, resource: str | None = None) -> int:
         """Requests so far with this verb and/or resource (None matches any)."""

@@ -165,6 +165,9 @@ def _emulated_cluster(tmp_path: Path) -> Iterator[Cluster]:
             operator_args=(),
             emulator=server,
         )
+        account = f"system:serviceaccount:{namespace}:{OPERATOR_SA}"
+        refused = {k: n for k, n in server.requests.forbidden.items() if k[0] == account}
+        assert not refused, f"the chart's RBAC refused the operator: {refused}"
     finally:
         if client is not None:
             client.close()

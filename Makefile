@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXAMPLE ?= examples/etl.yaml
 
-.PHONY: run test lint types unit install install-dev crds clean
+.PHONY: run test lint types unit install install-dev system-deps crds clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,16 @@ lint: install-dev
 types: install-dev
 	$(BIN)/mypy
 
-test: lint types
+# The real-API tier's control plane (../shared/k8s/control-plane) and the emulator's TLS need
+# openssl and curl; a fresh Debian machine may lack them.
+SYSTEM_TOOLS := openssl curl
+system-deps:
+	@missing=$$(for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing ca-certificates; \
+	fi
+
+test: lint types system-deps
 	$(BIN)/python -m pytest tests
 
 crds: install

@@ -48,7 +48,9 @@ def remote_kubelet(control_plane: ControlPlane) -> Iterator[RemoteKubelet]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the real control plane `real` (select with `-m real`)."""
     for item in items:
-        if "control_plane" in getattr(item, "fixturenames", ()):
+        callspec = getattr(item, "callspec", None)
+        on_real = callspec is not None and callspec.params.get("backend") == "real"
+        if on_real or "control_plane" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.real)
 
 

@@ -25,11 +25,13 @@ REQUIRE_ENV = "KOPFLOW_REQUIRE_REAL_API"
 
 def script() -> Path | None:
     """The control-plane script: $KOPFLOW_CONTROL_PLANE, else `shared/k8s/` next to the repo."""
-    candidates = [os.environ.get(SCRIPT_ENV, "")]
-    candidates += [str(p / "shared" / "k8s" / "control-plane") for p in ROOT.parents]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
+    if os.environ.get(SCRIPT_ENV):
+        given = Path(os.environ[SCRIPT_ENV])
+        return given if given.is_file() else None
+    for parent in ROOT.parents:
+        candidate = parent / "shared" / "k8s" / "control-plane"
+        if candidate.is_file():
+            return candidate
     return None
 
 
@@ -37,7 +39,10 @@ def unavailable() -> str | None:
     """Why no real control plane can be started here, or None when one can."""
     path = script()
     if path is None:
-        return f"no control-plane script: set {SCRIPT_ENV} or keep ../shared/k8s beside the repo"
+        return (
+            f"no control-plane script: set {SCRIPT_ENV} to its path, or keep shared/k8s beside "
+            "the repository"
+        )
     assets = os.environ.get("KUBEBUILDER_ASSETS", "")
     has_assets = bool(assets) and (Path(assets) / "kube-apiserver").exists()
     if not has_assets and not (path.parent / "bin" / "kube-apiserver.xz").exists():

@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[NAME=]PATH",
         help="KEY=VALUE file standing in for the Secret/ConfigMap NAME (default: file stem)",
     )
+    p.add_argument(
+        "--volume",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="local folder for the task volume NAME (a PVC, or a Secret/ConfigMap's files)",
+    )
     p.add_argument("--no-cache", action="store_true", help="ignore cached results")
     p.add_argument("--cache-dir", type=Path, help="cache directory (default ~/.cache/kopflow)")
     p.add_argument("--logs-dir", type=Path, help="where attempt logs go (default: a temp dir)")

@@ -29,9 +29,9 @@ Job counts a failure (with backoffLimit 0: Failed, BackoffLimitExceeded; with mo
 pod). Deleting a pod (e.g. by owner-reference garbage collection of its Job) stops its process:
 SIGTERM, then SIGKILL after min(grace period, `kill_grace`).
 
-Only the first container runs (init containers and native sidecars do not); a pod without command runs its args; restartPolicy
-OnFailure/Always restarts the process in place up to `max_restarts` times, then the pod ends
-with the last exit (real kubelets back off forever).
+Only the first container runs (init containers and native sidecars do not); a pod without
+command runs its args; restartPolicy OnFailure/Always restarts the process in place up to
+`max_restarts` times, then the pod ends with the last exit (real kubelets back off forever).
 
 Everything runs on the emulator's event loop, talks to its store directly (so fault injection
 and request counts only see the clients under test), and `stop()` kills every process.

@@ -25,6 +25,7 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from kopflow import manifests
+    from kopflow.engine.podchecks import document_warnings
     from kopflow.engine.validation import validate_document
 
     bad = 0
@@ -47,6 +48,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                     print(f"  {issue}", file=sys.stderr)
             else:
                 print(f"{doc.label}: valid")
+            for warning in document_warnings(doc.body):
+                print(f"{doc.label}: warning: {warning}", file=sys.stderr)
     return EXIT_INVALID if bad else EXIT_OK
 
 

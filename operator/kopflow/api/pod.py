@@ -176,6 +176,23 @@ class SecurityContext(Model):
     proc_mount: Literal["Default", "Unmasked"] | None = None
     """How /proc is mounted (Unmasked is refused by Pod Security baseline)."""
 
+    def escalates(self) -> bool:
+        """privileged, or CAP_SYS_ADMIN added: Kubernetes then refuses
+        allowPrivilegeEscalation false."""
+        added = {
+            c.upper().removeprefix("CAP_") for c in (self.capabilities or Capabilities()).add or ()
+        }
+        return bool(self.privileged) or "SYS_ADMIN" in added
+
+    @model_validator(mode="after")
+    def _escalation(self) -> SecurityContext:
+        if self.allow_privilege_escalation is False and self.escalates():
+            raise ValueError(
+                "allowPrivilegeEscalation false contradicts privileged true or adding SYS_ADMIN "
+                "(the API server refuses the Job); drop one of them"
+            )
+        return self
+
 
 # -- scheduling ----------------------------------------------------------------------------------
 

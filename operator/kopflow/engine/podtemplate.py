@@ -43,11 +43,16 @@ def _fields(base: M | None, over: M | None) -> M | None:
 def merge_security(
     base: SecurityContext | None, over: SecurityContext | None
 ) -> SecurityContext | None:
-    """Field by field; capabilities by add and drop."""
+    """Field by field; capabilities by add and drop. A base allowPrivilegeEscalation is
+    dropped when `over` makes the container privileged (or adds SYS_ADMIN) without setting it:
+    the API server refuses the combination."""
     merged = _fields(base, over)
     if merged is not None and base is not None and over is not None:
         caps = _fields(base.capabilities, over.capabilities)
-        merged = merged.model_copy(update={"capabilities": caps})
+        update: dict[str, Any] = {"capabilities": caps}
+        merged = merged.model_copy(update=update)
+        if over.allow_privilege_escalation is None and merged.escalates():
+            merged = merged.model_copy(update={"allow_privilege_escalation": None})
     return merged
 
 

@@ -216,6 +216,6 @@ def test_a_template_breaking_restricted_fails_the_attempt_with_the_admission_mes
     template = {"securityContext": NON_ROOT, "containerSecurityContext": {"privileged": True}}
     (doc,) = _example("hello.yaml")
     name = kube.create(_with_template(doc, template))["metadata"]["name"]
-    run = kube.wait_run(name, timeout=20)
+    run = kube.wait_run(name, timeout=10)
     assert run["status"]["phase"] == "Failed"
     assert "violates PodSecurity" in run["status"]["tasks"]["greet"]["message"]

@@ -483,7 +483,9 @@ class VolumeMount(Model):
 
     name: VolumeName
     """The volume (in `volumes`) to mount."""
-    mount_path: Path
+    mount_path: Annotated[
+        str, Field(min_length=1, max_length=1024, json_schema_extra={"pattern": "^/"})
+    ]
     """Absolute path in the container."""
     sub_path: Path | None = None
     """Mount only this path inside the volume."""

@@ -3,6 +3,7 @@ way a cluster reports (pod states, termination message, Job conditions and count
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -563,3 +564,21 @@ def test_volumes_are_folders_and_mount_paths_reach_them(
     done = run(reader)
     assert condition(done, "Complete") is not None
     assert terminated(only_pod(apiserver, namespace, "read"))["message"] == "s3cret!"
+
+
+def test_privileged_without_escalation_is_refused_like_the_real_server(
+    batch: Any, namespace: str
+) -> None:
+    """The real server's rule (tests/integration/real/test_crds_real.py checks it there)."""
+    manifest = job_manifest("priv", [PY, "-c", "pass"])
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    container["securityContext"] = {"privileged": True, "allowPrivilegeEscalation": False}
+    with pytest.raises(ApiException) as err:
+        batch.create_namespaced_job(namespace, manifest)
+    assert err.value.status == 422
+    (cause,) = json.loads(err.value.body)["details"]["causes"]
+    assert cause["field"] == "spec.template.spec.containers[0].securityContext"
+    assert (
+        "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"
+        in (cause["message"])
+    )

@@ -351,3 +351,29 @@ def test_pod_template_and_volumes_are_typed_and_refused_with_their_field(
     named = _schema_causes(causes)
     assert [c["field"] for c in named] == [f"{_prefix(kind)}.{field}"], causes
     assert words in named[0]["message"]
+
+
+def test_the_server_refuses_a_privileged_container_that_may_not_escalate(
+    api: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    """Why a privileged podTemplate drops kopflow's default allowPrivilegeEscalation false."""
+    container = {
+        "name": "main",
+        "image": "busybox",
+        "securityContext": {"privileged": True, "allowPrivilegeEscalation": False},
+    }
+    job = {
+        "metadata": {"name": "priv"},
+        "spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        kubernetes.client.BatchV1Api(api).create_namespaced_job(namespace, job, dry_run="All")
+    assert err.value.status == 422
+    causes = json.loads(err.value.body)["details"]["causes"]
+    assert [c["field"] for c in causes] == ["spec.template.spec.containers[0].securityContext"]
+    assert (
+        "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"
+        in (causes[0]["message"])
+    )

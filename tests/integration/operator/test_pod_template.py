@@ -219,3 +219,19 @@ def test_a_template_breaking_restricted_fails_the_attempt_with_the_admission_mes
     run = kube.wait_run(name, timeout=10)
     assert run["status"]["phase"] == "Failed"
     assert "violates PodSecurity" in run["status"]["tasks"]["greet"]["message"]
+
+
+def test_a_bad_affinity_the_crd_keeps_makes_the_run_invalid_naming_the_field(
+    operator: Operator, kube: Kube
+) -> None:
+    """The CRD keeps affinity as written (see api/crd.py); the operator's validation types it."""
+    affinity = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{}]}}
+    (doc,) = _example("hello.yaml")
+    name = kube.create(_with_template(doc, {"affinity": affinity}))["metadata"]["name"]
+    run = kube.wait_run(name, "Invalid", timeout=30)
+    field = (
+        "spec.workflow.taskDefaults.podTemplate.affinity.podAntiAffinity."
+        "requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey"
+    )
+    assert field in run["status"]["message"], run["status"]
+    assert not kube.jobs()

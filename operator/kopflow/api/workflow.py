@@ -137,7 +137,7 @@ class PodSettings(Model):
     """Volumes of the task pod, merged by name with taskDefaults.volumes (the task wins)."""
     volume_mounts: Annotated[list[VolumeMount], Field(max_length=MAX_VOLUMES)] | None = None
     """Mounts of the task container, merged by mountPath with taskDefaults.volumeMounts."""
-    node_selector: dict[str, ShortStr] | None = None
+    node_selector: Annotated[dict[str, ShortStr], Field(max_length=64)] | None = None
     """Kubernetes nodeSelector of the task pod."""
     tolerations: Annotated[list[FreeForm], Field(max_length=64)] | None = None
     """Kubernetes tolerations of the task pod."""

@@ -33,7 +33,6 @@ SAFE_CONTAINER_SECURITY = SecurityContext(
 )
 """Every container's base: a template's containerSecurityContext replaces only the fields it
 sets (capabilities by add and drop), a sidecar's own securityContext then does the same."""
-CONTAINER_SECURITY = SAFE_CONTAINER_SECURITY.dump()
 POD_SECURITY = {"seccompProfile": {"type": "RuntimeDefault"}}
 
 

@@ -25,6 +25,7 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from kopflow import manifests
+    from kopflow.engine.podchecks import document_warnings
     from kopflow.engine.validation import validate_document
 
     bad = 0
@@ -47,6 +48,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                     print(f"  {issue}", file=sys.stderr)
             else:
                 print(f"{doc.label}: valid")
+            for warning in document_warnings(doc.body):
+                print(f"{doc.label}: warning: {warning}", file=sys.stderr)
     return EXIT_INVALID if bad else EXIT_OK
 
 
@@ -92,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="[NAME=]PATH",
         help="KEY=VALUE file standing in for the Secret/ConfigMap NAME (default: file stem)",
+    )
+    p.add_argument(
+        "--volume",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="local folder for the task volume NAME (a PVC, or a Secret/ConfigMap's files)",
     )
     p.add_argument("--no-cache", action="store_true", help="ignore cached results")
     p.add_argument("--cache-dir", type=Path, help="cache directory (default ~/.cache/kopflow)")

@@ -3,6 +3,7 @@ way a cluster reports (pod states, termination message, Job conditions and count
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -505,3 +506,79 @@ def test_ttl_after_finished_deletes_the_job_and_its_pod(
         return not any(True for _ in store.iter_objects(store.storage[("", "pods")], namespace))
 
     assert apiserver.wait_until(no_pods)
+
+
+def test_volumes_are_folders_and_mount_paths_reach_them(
+    run: Callable[..., Obj], apiserver: ApiServer, batch: Any, core: Any, namespace: str
+) -> None:
+    """Secret, ConfigMap and PVC volumes as local folders; an argument or env value starting
+    with a mount path is rewritten into its folder; a PVC outlives the pod; a missing Secret
+    of a volume holds the container (ContainerCreating) until it exists."""
+    volumes = [
+        {"name": "creds", "secret": {"secretName": "creds"}},
+        {"name": "conf", "configMap": {"name": "conf", "items": [{"key": "a", "path": "x/a"}]}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}},
+    ]
+    mounts = [
+        {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
+        {"name": "conf", "mountPath": "/etc/conf"},
+        {"name": "data", "mountPath": "/data"},
+    ]
+    write = (
+        "import os, sys; token = open(sys.argv[1]).read(); conf = open(sys.argv[2]).read(); "
+        "open(os.environ['OUT'] + '/r.txt', 'w').write(token + conf)"
+    )
+    manifest = job_manifest(
+        "write",
+        [PY, "-c", write, "/etc/creds/token", "/etc/conf/x/a"],
+        env=[{"name": "OUT", "value": "/data"}],
+        volumes=volumes,
+    )
+    manifest["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = mounts
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "conf"}, "data": {"a": "!"}})
+    batch.create_namespaced_job(namespace, manifest)
+
+    def creating(pod: Obj | None) -> bool:
+        statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or [{}]
+        return (statuses[0].get("state") or {}).get("waiting") == {"reason": "ContainerCreating"}
+
+    apiserver.wait_for(
+        "jobs.batch", namespace, "write", lambda j: ((j or {}).get("status") or {}).get("active"), 5
+    )
+    name = only_pod(apiserver, namespace, "write")["metadata"]["name"]
+    assert apiserver.wait_for("pods", namespace, name, creating, 5) is not None
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "stringData": {"token": "s3cret"}}
+    )
+    job = apiserver.wait_for("jobs.batch", namespace, "write", finished, 15)
+    assert condition(job, "Complete") is not None, terminated(
+        only_pod(apiserver, namespace, "write")
+    )
+
+    read = (  # a path built in code: $KOPFLOW_MOUNTS maps it
+        "import os, json; folder = json.loads(os.environ['KOPFLOW_MOUNTS'])['/data']; "
+        "open(os.environ['KOPFLOW_OUTPUTS'], 'w').write(open(folder + '/r.txt').read())"
+    )
+    reader = job_manifest("read", [PY, "-c", read], volumes=volumes[2:])
+    reader["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = mounts[2:]
+    done = run(reader)
+    assert condition(done, "Complete") is not None
+    assert terminated(only_pod(apiserver, namespace, "read"))["message"] == "s3cret!"
+
+
+def test_privileged_without_escalation_is_refused_like_the_real_server(
+    batch: Any, namespace: str
+) -> None:
+    """The real server's rule (tests/integration/real/test_crds_real.py checks it there)."""
+    manifest = job_manifest("priv", [PY, "-c", "pass"])
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    container["securityContext"] = {"privileged": True, "allowPrivilegeEscalation": False}
+    with pytest.raises(ApiException) as err:
+        batch.create_namespaced_job(namespace, manifest)
+    assert err.value.status == 422
+    (cause,) = json.loads(err.value.body)["details"]["causes"]
+    assert cause["field"] == "spec.template.spec.containers[0].securityContext"
+    assert (
+        "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"
+        in (cause["message"])
+    )

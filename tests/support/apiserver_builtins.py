@@ -199,6 +199,17 @@ def _container_causes(spec: Obj, path: str) -> list[Cause]:
             causes.append(required(f"{path}.containers[{i}].name"))
         elif not c.get("image"):
             causes.append(required(f"{path}.containers[{i}].image"))
+    for key in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(key) or []):
+            sc = (c.get("securityContext") if isinstance(c, dict) else None) or {}
+            if sc.get("allowPrivilegeEscalation") is False and sc.get("privileged") is True:
+                causes.append(  # the real server prints the Go struct as the value
+                    invalid_value(
+                        f"{path}.{key}[{i}].securityContext",
+                        sc,
+                        "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+                    )
+                )
     return causes
 
 

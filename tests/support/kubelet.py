@@ -14,6 +14,10 @@ is one; see pod_process, shared with remote_kubelet). The process gets the conta
 (plain values, valueFrom, envFrom; while a referenced Secret, ConfigMap or key is missing the
 container waits with reason CreateContainerConfigError, as on a real node, until it exists), a
 temp file in place of the terminationMessagePath, and its output is served as the pod log.
+Volumes become local folders and mount paths in args, env values and workingDir are rewritten
+into them (pod_process.mount_volumes, as remote_kubelet and `kopflow run` do; a PVC is one
+folder per claim under `<workdir>/pvc/<namespace>/`); a missing Secret or ConfigMap of a volume
+keeps the container waiting with reason ContainerCreating.
 Pod status goes Pending -> Running -> terminated with exit code, reason
 (Completed, Error, OOMKilled when the process dies of SIGKILL it did not send, StartError when it
 cannot start) and the termination message (at most 4096 bytes).
@@ -25,9 +29,9 @@ Job counts a failure (with backoffLimit 0: Failed, BackoffLimitExceeded; with mo
 pod). Deleting a pod (e.g. by owner-reference garbage collection of its Job) stops its process:
 SIGTERM, then SIGKILL after min(grace period, `kill_grace`).
 
-Only the first container runs; a pod without command runs its args; restartPolicy
-OnFailure/Always restarts the process in place up to `max_restarts` times, then the pod ends
-with the last exit (real kubelets back off forever).
+Only the first container runs (init containers and native sidecars do not); a pod without
+command runs its args; restartPolicy OnFailure/Always restarts the process in place up to
+`max_restarts` times, then the pod ends with the last exit (real kubelets back off forever).
 
 Everything runs on the emulator's event loop, talks to its store directly (so fault injection
 and request counts only see the clients under test), and `stop()` kills every process.
@@ -43,6 +47,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from kopflow.executors.mounts import VolumeError
 
 from . import pod_process
 from .apiserver import ApiServer
@@ -87,6 +93,7 @@ class _Run:
         self.task: asyncio.Task[None] | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.killed_by: str | None = None  # "delete", "evict", "lost", "deadline", "timeout"
+        self.mounts: dict[str, str] = {}  # mount path -> local folder
 
 
 class Kubelet:
@@ -478,8 +485,15 @@ class Kubelet:
         shown = None
         while True:
             try:
+                run.mounts = self._mount(pod, container)
                 self._env(pod, container, "", "")
                 return True
+            except VolumeError as exc:  # the real kubelet: ContainerCreating, no message
+                if str(exc) != shown:
+                    shown = str(exc)
+                    self._write_status(
+                        pod, lambda o: self._mark_waiting(o, "", "ContainerCreating")
+                    )
             except pod_process.ConfigError as exc:
                 if str(exc) != shown:
                     shown = str(exc)
@@ -489,7 +503,23 @@ class Kubelet:
             if current is None or current["metadata"]["uid"] != run.uid or terminating(current):
                 return False
 
-    def _mark_waiting(self, o: Obj, message: str) -> None:
+    def _mount(self, pod: Obj, container: Obj) -> dict[str, str]:
+        """The pod's volumes as folders under its home (PVCs: one folder per claim under the
+        workdir, shared by the pods that name it); mount path -> folder."""
+        m = pod["metadata"]
+        files = {
+            (kind, name): pod_process.object_files(
+                kind, self.store.find(self.store.storage[("", kind + "s")], m["namespace"], name)
+            )
+            for kind, name in pod_process.volume_objects(pod)
+        }
+        claims = {c: self.workdir / "pvc" / m["namespace"] / c for c in pod_process.claims(pod)}
+        root = self.workdir / f"{m['namespace']}_{m['name']}" / "volumes"
+        return pod_process.mount_volumes(pod, container, files, root, claims, self.node_name)
+
+    def _mark_waiting(
+        self, o: Obj, message: str, reason: str = "CreateContainerConfigError"
+    ) -> None:
         status = o.setdefault("status", {})
         when = now_ts()
         status.update(hostIP="127.0.0.1", podIP="127.0.0.1", phase="Pending")
@@ -516,7 +546,7 @@ class Kubelet:
                 for t in ("Ready", "ContainersReady")
             ]
         )
-        waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
+        waiting = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
         status["containerStatuses"] = [
             {**pod_process.container_status(c, waiting, 0), "imageID": ""} for c in containers
         ]
@@ -567,15 +597,15 @@ class Kubelet:
         home.mkdir(parents=True, exist_ok=True)
         message_file = home / f"termination-log-{restarts}"
         message_file.touch()
-        env = self._env(pod, container, str(message_file), str(home))
-        argv = pod_process.command(container, env)
+        env = self._env(pod, container, str(message_file), str(home), run.mounts)
+        argv = pod_process.command(container, env, run.mounts)
         started = now_ts()
         log_path = self.logs.setdefault(run.key, home / "log.txt")
         if not argv:
             return pod_process.start_error(started, now_ts(), "no command specified")
         try:
             run.proc = await pod_process.spawn(
-                argv, env, container.get("workingDir") or str(home), log_path
+                argv, env, pod_process.working_dir(container, home, run.mounts), log_path
             )
         except OSError as exc:
             return pod_process.start_error(started, now_ts(), f"exec: {exc}")
@@ -636,7 +666,14 @@ class Kubelet:
             self._signal(run, signal.SIGKILL)
             await run.proc.wait()
 
-    def _env(self, pod: Obj, container: Obj, message_path: str, home: str) -> dict[str, str]:
+    def _env(
+        self,
+        pod: Obj,
+        container: Obj,
+        message_path: str,
+        home: str,
+        mounts: dict[str, str] | None = None,
+    ) -> dict[str, str]:
         """The container's environment (ConfigError while a referenced object is missing)."""
         namespace = pod["metadata"]["namespace"]
         data = {
@@ -652,6 +689,7 @@ class Kubelet:
             node_name=self.node_name,
             home=home,
             message_path=message_path,
+            mounts=mounts,
         )
 
     def _log(self, namespace: str, name: str, container: str | None) -> str | None:

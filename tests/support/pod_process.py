@@ -6,7 +6,9 @@ into a process and a process into a container state is the same, and lives here:
 `$(VAR)` expansion, the environment (plain values, valueFrom, envFrom, with the real kubelet's
 CreateContainerConfigError messages when a referenced object or key is missing), the
 termination-message file, starting the process in its own process group and signalling it,
-and the container states and statuses a kubelet reports.
+the container states and statuses a kubelet reports, and volumes: each volume of the pod becomes
+a local folder and a mount path in an argument, env value or workingDir is rewritten to it (the
+same simulation as `kopflow run`: see kopflow.executors.mounts; `$KOPFLOW_MOUNTS` holds the map).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from kopflow.executors import mounts as volumes
 
 Obj = dict[str, Any]
 MESSAGE_LIMIT = 4096
@@ -124,6 +128,57 @@ def field_value(pod: Obj, path: str, node_name: str) -> str | None:
     return values.get(path)
 
 
+def object_files(kind: str, obj: Obj | None) -> dict[str, bytes] | None:
+    """A ConfigMap's data and binaryData, or a Secret's data (and stringData), as file contents
+    of a volume; None when missing."""
+    if obj is None:
+        return None
+    binary = {str(k): base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()}
+    if kind == "configmap":
+        return {**binary, **{str(k): str(v).encode() for k, v in (obj.get("data") or {}).items()}}
+    decoded = {str(k): base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    return {
+        **decoded,
+        **{str(k): str(v).encode() for k, v in (obj.get("stringData") or {}).items()},
+    }
+
+
+def volume_objects(pod: Obj) -> list[Source]:
+    """The Secrets and ConfigMaps the pod's volumes read."""
+    return volumes.referenced_objects((pod.get("spec") or {}).get("volumes") or [])
+
+
+def claims(pod: Obj) -> list[str]:
+    """The PersistentVolumeClaims the pod's volumes name."""
+    out = []
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        claim = volume.get("persistentVolumeClaim")
+        if isinstance(claim, dict):
+            out.append(str(claim.get("claimName", "")))
+    return out
+
+
+def mount_volumes(
+    pod: Obj,
+    container: Obj,
+    files: Mapping[Source, dict[str, bytes] | None],
+    root: Path,
+    claim_folders: Mapping[str, Path],
+    node_name: str,
+) -> dict[str, str]:
+    """Write the pod's volumes under `root` and return mount path -> local path for the
+    container's volumeMounts. Raises VolumeError (a missing Secret or ConfigMap) as the real
+    kubelet keeps the pod ContainerCreating."""
+    folders = volumes.materialize(
+        (pod.get("spec") or {}).get("volumes") or [],
+        files,
+        root,
+        claim_folder=lambda claim: claim_folders[claim],
+        field=lambda path: field_value(pod, path, node_name),
+    )
+    return volumes.mount_map(container.get("volumeMounts") or [], folders)
+
+
 def build_env(
     pod: Obj,
     container: Obj,
@@ -133,6 +188,7 @@ def build_env(
     home: str,
     message_path: str,
     strict: bool = True,
+    mounts: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The process environment: a PATH that finds this venv's python, HOME, then the pod's env.
 
@@ -140,8 +196,9 @@ def build_env(
     a missing non-optional object or key raises ConfigError, as the real kubelet refuses to
     create the container; without, the variable is left out. A value equal to the container's
     terminationMessagePath points at `message_path` instead (the process writes its message
-    there)."""
+    there). A value starting with a mount path of `mounts` points into its local folder."""
     m = pod["metadata"]
+    mounted = mounts or {}
     path_var = os.environ.get("PATH", "/usr/bin:/bin")
     env = {
         "PATH": str(Path(sys.executable).parent) + os.pathsep + path_var,
@@ -169,7 +226,7 @@ def build_env(
         source = item.get("valueFrom")
         value: str | dict[str, str] | None = None
         if "value" in item:
-            value = expand(str(item["value"]), env)
+            value = expand(volumes.rewrite(str(item["value"]), mounted), env)
         elif isinstance(source, dict):
             path = (source.get("fieldRef") or {}).get("fieldPath")
             if path:
@@ -177,8 +234,11 @@ def build_env(
             for field, kind in (("configMapKeyRef", "configmap"), ("secretKeyRef", "secret")):
                 if isinstance(source.get(field), dict):
                     value = look(kind, source[field], str(source[field].get("key", "")))
+                    if isinstance(value, str):
+                        value = volumes.rewrite(value, mounted)
         if isinstance(value, str):
             env[name] = value
+    env.update(volumes.mounts_env(mounted))
     path = container.get("terminationMessagePath", "/dev/termination-log")
     for name, value in env.items():
         if value == path:
@@ -186,10 +246,19 @@ def build_env(
     return env
 
 
-def command(container: Obj, env: Mapping[str, str]) -> list[str]:
-    """command + args with `$(VAR)` expanded (a pod without command runs its args)."""
+def command(
+    container: Obj, env: Mapping[str, str], mounts: Mapping[str, str] | None = None
+) -> list[str]:
+    """command + args with mount paths rewritten, then `$(VAR)` expanded (a pod without
+    command runs its args)."""
     argv = (container.get("command") or []) + (container.get("args") or [])
-    return [expand(str(a), env) for a in argv]
+    return [expand(volumes.rewrite(str(a), mounts or {}), env) for a in argv]
+
+
+def working_dir(container: Obj, home: Path, mounts: Mapping[str, str] | None = None) -> str:
+    """The process's working directory: workingDir (rewritten into a mount), else home."""
+    wd = container.get("workingDir")
+    return volumes.rewrite(str(wd), mounts or {}) if wd else str(home)
 
 
 async def spawn(

@@ -14,6 +14,13 @@ Node authorizer lets it do what a kubelet may and no more):
   local process (see pod_process), its stdout+stderr kept in a log file (`logs()`);
 - a referenced Secret or ConfigMap that does not exist yet keeps the container waiting with
   reason CreateContainerConfigError and the real kubelet's message, retried until it exists;
+- volumes as local folders (pod_process.mount_volumes, shared with the emulator's kubelet and
+  the same simulation as `kopflow run`, see kopflow.executors.mounts): Secret and ConfigMap
+  keys written as files, emptyDir a fresh folder, a PVC the path of the hostPath/local
+  PersistentVolume it is bound to (else a folder per claim under the workdir); an argument, env
+  value or workingDir that starts with a volumeMount's mountPath is rewritten into the folder,
+  and `$KOPFLOW_MOUNTS` holds the map as JSON. A missing Secret or ConfigMap keeps the
+  container waiting with reason ContainerCreating, as the real kubelet does;
 - writes pod status through `pods/status` (PUT with the resourceVersion; on 409 it re-reads and
   retries): Pending -> Running -> terminated, phase Succeeded/Failed for restartPolicy Never;
   OnFailure/Always restart in place up to `max_restarts` times;
@@ -24,7 +31,8 @@ Node authorizer lets it do what a kubelet may and no more):
 Only the first container runs (the others are reported waiting, then unknown). Not done: the
 kubelet's HTTPS endpoint, so `kubectl logs` (the API server's proxy to
 https://<node address>:<daemonEndpoints.kubeletEndpoint.Port>/containerLogs/...) does not work;
-tests read `logs(namespace, pod)`. Init containers, probes, volumes, Events.
+tests read `logs(namespace, pod)`. Init containers (native sidecars included: the task runs
+without them), probes, Events, read-only mounts.
 
     kubelet = RemoteKubelet(kubeconfig).start()   # returns once the Node is Ready and untainted
     ...
@@ -62,6 +70,7 @@ import aiohttp
 import kubernetes
 
 from kopflow.controller.http import ApiError, Http, auth_headers, ssl_context
+from kopflow.executors.mounts import VolumeError
 
 from . import pod_process
 from .pod_process import HOST_IP, ConfigError
@@ -138,6 +147,7 @@ class _Run:
         self.wake = asyncio.Event()
         self.terminating = False
         self.evicted: str | None = None  # the eviction message
+        self.mounts: dict[str, str] = {}  # mount path -> local folder
         self.task: asyncio.Task[None] | None = None
 
 
@@ -756,7 +766,14 @@ class RemoteKubelet:
             status["containerStatuses"] = [
                 {
                     **pod_process.container_status(
-                        c, {"waiting": {"reason": reason, "message": message}}, 0
+                        c,
+                        {
+                            "waiting": {
+                                "reason": reason,
+                                **({"message": message} if message else {}),
+                            }
+                        },
+                        0,
                     ),
                     "imageID": "",
                 }
@@ -848,6 +865,36 @@ class RemoteKubelet:
             out[(kind, name)] = pod_process.object_data(kind, obj)
         return out
 
+    async def _volume_files(self, pod: Obj) -> dict[pod_process.Source, Any]:
+        namespace = pod["metadata"]["namespace"]
+        out: dict[pod_process.Source, Any] = {}
+        for kind, name in pod_process.volume_objects(pod):
+            try:
+                obj = await self._request("GET", f"/api/v1/namespaces/{namespace}/{kind}s/{name}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                obj = None
+            out[(kind, name)] = pod_process.object_files(kind, obj)
+        return out
+
+    async def _claim_folder(self, namespace: str, claim: str) -> Path:
+        """Where a claim's data lives: the path of the hostPath or local PersistentVolume it is
+        bound to (as a one-node cluster's provisioner would give), else a folder per claim."""
+        with contextlib.suppress(ApiError):
+            pvc = await self._request(
+                "GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}"
+            )
+            volume = (pvc.get("spec") or {}).get("volumeName")
+            if volume:
+                pv = (await self._request("GET", f"/api/v1/persistentvolumes/{volume}")).get(
+                    "spec"
+                ) or {}
+                local = (pv.get("hostPath") or pv.get("local") or {}).get("path")
+                if local:
+                    return Path(local)
+        return self.workdir / "pvc" / namespace / claim
+
     async def _run_pod(self, run: _Run) -> None:
         """Prepare, start, watch and report the pod's first container until it ends; then, if
         the pod is being deleted, confirm the deletion."""
@@ -914,6 +961,14 @@ class RemoteKubelet:
         delay, shown = 0.1, None
         while run.killed_by is None:
             try:
+                files = await self._volume_files(run.pod)
+                folders = {
+                    claim: await self._claim_folder(run.key[0], claim)
+                    for claim in pod_process.claims(run.pod)
+                }
+                run.mounts = pod_process.mount_volumes(
+                    run.pod, container, files, Path(home) / "volumes", folders, self.node_name
+                )
                 data = await self._sources(run.pod, container)
                 return pod_process.build_env(
                     run.pod,
@@ -922,7 +977,15 @@ class RemoteKubelet:
                     node_name=self.node_name,
                     home=home,
                     message_path=message_path,
+                    mounts=run.mounts,
                 )
+            except VolumeError as exc:
+                # the real kubelet: ContainerCreating (no message), a FailedMount Event
+                if str(exc) != shown:
+                    shown = str(exc)
+                    log.info("pod %s/%s: %s", *run.key, shown)
+                    change = self._waiting(run.pod, "ContainerCreating", "")
+                    await self._write_status(run.uid, run.pod, change)
             except ConfigError as exc:
                 if str(exc) != shown:
                     shown = str(exc)
@@ -950,13 +1013,13 @@ class RemoteKubelet:
         last: Obj | None,
     ) -> Obj:
         """Run the process once; return its `terminated` state."""
-        argv = pod_process.command(container, env)
+        argv = pod_process.command(container, env, run.mounts)
         started = now_ts()
         if not argv:
             return pod_process.start_error(started, now_ts(), "no command specified")
         try:
             run.proc = await pod_process.spawn(
-                argv, env, container.get("workingDir") or str(home), log_path
+                argv, env, pod_process.working_dir(container, home, run.mounts), log_path
             )
         except OSError as exc:
             return pod_process.start_error(started, now_ts(), f"exec: {exc}")

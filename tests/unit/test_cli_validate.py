@@ -23,7 +23,8 @@ def kopflow(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 def test_validate_examples_exits_zero() -> None:
     result = kopflow("validate", *map(str, sorted((ROOT / "examples").glob("*.yaml"))))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count(": valid") == 5
+    assert result.stdout.count(": valid") == 6
+    assert "warning" not in result.stderr  # every example is fit for Pod Security restricted
 
 
 def test_validate_bad_manifest_exits_two_with_field_paths(tmp_path: Path) -> None:
@@ -51,3 +52,20 @@ def test_crds_command_writes_the_committed_files(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for path in (ROOT / "crds").glob("*.yaml"):
         assert (tmp_path / path.name).read_text() == path.read_text()
+
+
+def test_validate_warns_about_pod_security_restricted_but_exits_zero(tmp_path: Path) -> None:
+    path = tmp_path / "root.yaml"
+    path.write_text(
+        "apiVersion: kopflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n"
+        "  taskDefaults:\n    podTemplate:\n      securityContext: {runAsUser: 0}\n"
+        "  tasks:\n  - {name: a, image: busybox, command: [echo]}\n"
+    )
+    result = kopflow("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{path}#1 (Workflow w): valid\n"
+    assert result.stderr == (
+        f"{path}#1 (Workflow w): warning: spec.taskDefaults.podTemplate.securityContext.runAsUser:"
+        " must not be 0 (root) under Pod Security restricted: in a namespace enforcing it the"
+        " attempt's pod is not created\n"
+    )

@@ -111,7 +111,11 @@ def _inline(node: Any, defs: Schema) -> Any:
         if not extra or extra is True:
             out.pop("additionalProperties", None)
             out["x-kubernetes-preserve-unknown-fields"] = True
-    if not out.get("type") and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        not out.get("type")
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+        and not out.get("x-kubernetes-int-or-string")
+    ):
         out["type"] = "object"
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
@@ -132,9 +136,33 @@ def _list_map(node: Schema, key: str) -> None:
     node["x-kubernetes-list-map-keys"] = [key]
 
 
+# The typed core/v1 Affinity is 12.8 KB of schema, and the task schema appears three times in
+# each CRD (tasks, onFailure, taskDefaults): typed, it would be 45% of the pod template and
+# make the WorkflowRun CRD's `kubectl apply` annotation approach its 256 KiB limit. In the CRD
+# it is an object kept as is; the model still types it, so `kopflow validate` and the
+# operator (run Invalid) name a wrong field, and the API server validates it in the Job.
+_OPAQUE_POD_FIELDS = ("affinity",)
+
+
+def _decorate_pod(settings: Schema) -> None:
+    """List-map keys of the pod settings shared by tasks and taskDefaults; opaque subtrees."""
+    props = settings["properties"]
+    _list_map(props["env"], "name")
+    _list_map(props["volumes"], "name")
+    _list_map(props["volumeMounts"], "mountPath")
+    template = props["podTemplate"]["properties"]
+    for name in _OPAQUE_POD_FIELDS:
+        template[name] = {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": template[name].get("description", ""),
+        }
+    _list_map(template["sidecars"], "name")
+
+
 def _decorate_task(task: Schema) -> None:
     _add_rules(task, _TASK_RULES)
-    _list_map(task["properties"]["env"], "name")
+    _decorate_pod(task)
     task["properties"]["dependsOn"]["x-kubernetes-list-type"] = "set"
 
 
@@ -148,7 +176,7 @@ def workflow_spec_schema() -> Schema:
     _add_rules(props["parameters"]["items"], _PARAMETER_RULES)
     _decorate_task(props["tasks"]["items"])
     _decorate_task(props["onFailure"]["items"])
-    _list_map(props["taskDefaults"]["properties"]["env"], "name")
+    _decorate_pod(props["taskDefaults"])
     _add_rules(spec, _WORKFLOW_SPEC_RULES)
     return spec
 

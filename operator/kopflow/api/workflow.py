@@ -6,7 +6,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from kopflow.api.base import DNS_LABEL, ENV_NAME, IDENTIFIER, FreeForm, Model
+from kopflow.api.base import DNS_LABEL, IDENTIFIER, FreeForm, Model
+from kopflow.api.pod import MAX_VOLUMES, PodTemplate, Volume, VolumeMount
+from kopflow.api.pod import EnvFromSource as EnvFromSource  # re-exported: defined here before
+from kopflow.api.pod import EnvVar as EnvVar
+from kopflow.api.pod import KeyRef as KeyRef
 
 GROUP = "kopflow.dev"
 VERSION = "v1alpha1"
@@ -118,37 +122,6 @@ class Script(Model):
     """The script; use env vars (`KOPFLOW_PARAM_*`, declared env) for inputs."""
 
 
-class KeyRef(Model):
-    """Reference to a whole Secret or ConfigMap."""
-
-    name: ShortStr
-    """Name of the Secret or ConfigMap in the run's namespace."""
-    optional: bool | None = None
-    """Do not fail when it does not exist."""
-
-
-class EnvFromSource(Model):
-    """Import every key of a Secret or ConfigMap as environment variables."""
-
-    prefix: ShortStr | None = None
-    """Prepended to every imported variable name."""
-    secret_ref: KeyRef | None = None
-    """The Secret to import."""
-    config_map_ref: KeyRef | None = None
-    """The ConfigMap to import."""
-
-
-class EnvVar(Model):
-    """One environment variable of a task."""
-
-    name: Annotated[str, Field(min_length=1, max_length=253, pattern=ENV_NAME)]
-    """Variable name."""
-    value: Str | None = None
-    """Literal value; may use templates (`{{ params.x }}`, `{{ tasks.t.outputs.k }}`)."""
-    value_from: FreeForm | None = None
-    """A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef...)."""
-
-
 class PodSettings(Model):
     """Container and pod fields a task may set, and may inherit from taskDefaults."""
 
@@ -160,11 +133,11 @@ class PodSettings(Model):
     """Secrets and ConfigMaps imported whole as environment variables."""
     resources: FreeForm | None = None
     """Kubernetes ResourceRequirements (requests, limits)."""
-    volumes: Annotated[list[FreeForm], Field(max_length=64)] | None = None
-    """Kubernetes Volumes of the task pod."""
-    volume_mounts: Annotated[list[FreeForm], Field(max_length=64)] | None = None
-    """Kubernetes VolumeMounts of the task container."""
-    node_selector: dict[str, ShortStr] | None = None
+    volumes: Annotated[list[Volume], Field(max_length=MAX_VOLUMES)] | None = None
+    """Volumes of the task pod, merged by name with taskDefaults.volumes (the task wins)."""
+    volume_mounts: Annotated[list[VolumeMount], Field(max_length=MAX_VOLUMES)] | None = None
+    """Mounts of the task container, merged by mountPath with taskDefaults.volumeMounts."""
+    node_selector: Annotated[dict[str, ShortStr], Field(max_length=64)] | None = None
     """Kubernetes nodeSelector of the task pod."""
     tolerations: Annotated[list[FreeForm], Field(max_length=64)] | None = None
     """Kubernetes tolerations of the task pod."""
@@ -172,6 +145,9 @@ class PodSettings(Model):
     """Retry policy (no retries when unset)."""
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
     """An attempt running longer is stopped and counts as a Timeout."""
+    pod_template: PodTemplate | None = None
+    """Pod and Job settings (security, scheduling, sidecars...), merged over
+    taskDefaults.podTemplate field by field."""
 
 
 class TaskDefaults(PodSettings):

@@ -41,7 +41,8 @@ class Launch:
     labels: Mapping[str, str]
     """`kopflow.dev/run`, `kopflow.dev/task`, `kopflow.dev/attempt`, as valid label values."""
     pod: PodSettings
-    """envFrom, resources, volumes, volumeMounts, nodeSelector, tolerations (merged)."""
+    """envFrom, resources, volumes, volumeMounts, nodeSelector, tolerations, podTemplate
+    (merged with taskDefaults; podTemplate.serviceAccountName wins over service_account_name)."""
     service_account_name: str | None = None
     on_failure: bool = False
     """The task is an onFailure handler."""

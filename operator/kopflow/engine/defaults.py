@@ -1,7 +1,8 @@
 """taskDefaults inheritance and the spec snapshot a run keeps.
 
-A task inherits every pod setting it does not set itself; `env` is merged by name (the task
-wins), everything else is replaced whole (a task's `retry` replaces the default `retry`).
+A task inherits every pod setting it does not set itself; `env` and `volumes` are merged by
+name and `volumeMounts` by mount path (the task wins), `podTemplate` field by field (see
+podtemplate), everything else is replaced whole (a task's `retry` replaces the default `retry`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from kopflow.api.workflow import EnvVar, Retry, Task, TaskDefaults, WorkflowSpec
+from kopflow.engine.podtemplate import merge_by, merge_pod_template
 
-INHERITED = tuple(name for name in TaskDefaults.model_fields if name != "env")
+MERGED = ("env", "volumes", "volume_mounts", "pod_template")
+INHERITED = tuple(name for name in TaskDefaults.model_fields if name not in MERGED)
 
 
 def merge_env(defaults: list[EnvVar] | None, own: list[EnvVar] | None) -> list[EnvVar] | None:
@@ -37,6 +40,14 @@ def merge_defaults(task: Task, defaults: TaskDefaults | None) -> Task:
     env = merge_env(defaults.env, task.env)
     if env is not task.env:
         update["env"] = env
+    if defaults.volumes:
+        update["volumes"] = merge_by(defaults.volumes, task.volumes, lambda v: v.name)
+    if defaults.volume_mounts:
+        update["volume_mounts"] = merge_by(
+            defaults.volume_mounts, task.volume_mounts, lambda m: m.mount_path
+        )
+    if defaults.pod_template is not None:
+        update["pod_template"] = merge_pod_template(defaults.pod_template, task.pod_template)
     return task.model_copy(update=update) if update else task
 
 

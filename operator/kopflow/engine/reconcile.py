@@ -60,7 +60,15 @@ MISSING_GRACE = timedelta(seconds=30)
 """How long a launched job may stay invisible (informer lag, a slow create) before it is Lost."""
 MESSAGE_LIMIT = 1024
 """Longest message kept in status: 2,000 failing tasks must still fit in one object."""
-POD_FIELDS = ("env_from", "resources", "volumes", "volume_mounts", "node_selector", "tolerations")
+POD_FIELDS = (
+    "env_from",
+    "resources",
+    "volumes",
+    "volume_mounts",
+    "node_selector",
+    "tolerations",
+    "pod_template",
+)
 
 
 def reconcile(

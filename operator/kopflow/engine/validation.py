@@ -321,6 +321,9 @@ def validate_spec(spec: WorkflowSpec) -> list[Issue]:
     """Everything the schema cannot check about a workflow spec, in field order."""
     issues = _check_names(spec) + _check_dependencies(spec) + _check_parameters(spec)
     issues += _check_templates(spec)
+    from kopflow.engine.podchecks import mount_issues  # it builds on this module's Issue
+
+    issues += mount_issues(spec)
     if spec.schedule is not None:
         issues += check_schedule(spec.schedule.cron, spec.schedule.timezone)
     return issues

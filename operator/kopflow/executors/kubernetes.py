@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from kopflow.api.pod import Capabilities, PodTemplate, SeccompProfile, SecurityContext
 from kopflow.api.workflow import API_VERSION
 from kopflow.engine.decisions import Launch
 from kopflow.engine.observations import MISSING, Observation
+from kopflow.engine.podtemplate import merge_security
 from kopflow.engine.times import parse_time
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -24,11 +26,13 @@ SCRIPT_RUNNER = 'printf "%s" "$KOPFLOW_SCRIPT" | exec "$@"'
 """Feeds a script's source to its interpreter on stdin. Fixed text: the source and every
 argument travel as data ($KOPFLOW_SCRIPT and "$@"), never as shell code."""
 
-CONTAINER_SECURITY = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+SAFE_CONTAINER_SECURITY = SecurityContext(
+    allow_privilege_escalation=False,
+    capabilities=Capabilities(drop=["ALL"]),
+    seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+)
+"""Every container's base: a template's containerSecurityContext replaces only the fields it
+sets (capabilities by add and drop), a sidecar's own securityContext then does the same."""
 POD_SECURITY = {"seccompProfile": {"type": "RuntimeDefault"}}
 
 
@@ -52,11 +56,49 @@ def _entrypoint(launch: Launch) -> dict[str, Any]:
     return out
 
 
+def _sidecars(template: PodTemplate, base: SecurityContext | None) -> list[dict[str, Any]]:
+    """Native sidecars: init containers that keep running (restartPolicy Always)."""
+    out = []
+    for sidecar in template.sidecars or ():
+        body = sidecar.dump()
+        body["restartPolicy"] = "Always"
+        security = merge_security(base, sidecar.security_context)
+        body["securityContext"] = security.dump() if security else {}
+        out.append(body)
+    return out
+
+
+def _apply_template(
+    template: PodTemplate, pod_spec: dict[str, Any], pod_meta: dict[str, Any]
+) -> None:
+    """The template's pod fields (its security contexts are merged by the caller)."""
+    if template.security_context is not None:
+        pod_spec["securityContext"] = {**POD_SECURITY, **template.security_context.dump()}
+    for key, value in (
+        ("affinity", template.affinity),
+        ("priorityClassName", template.priority_class_name),
+        ("runtimeClassName", template.runtime_class_name),
+    ):
+        if value is not None:
+            pod_spec[key] = value if isinstance(value, str) else value.dump()
+    for key, items in (
+        ("topologySpreadConstraints", template.topology_spread_constraints),
+        ("imagePullSecrets", template.image_pull_secrets),
+    ):
+        if items:
+            pod_spec[key] = [item.dump() for item in items]
+    meta = template.metadata
+    if meta is not None and meta.annotations:
+        pod_meta["annotations"] = dict(meta.annotations)
+
+
 def build_job(launch: Launch, run: Mapping[str, Any]) -> dict[str, Any]:
     """The Job of one attempt, owned by its WorkflowRun (run is the run's body or metadata
     holder with name, namespace and uid)."""
     meta = run["metadata"]
     pod = launch.pod
+    template = pod.pod_template or PodTemplate()
+    security = merge_security(SAFE_CONTAINER_SECURITY, template.container_security_context)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": launch.image,
@@ -64,37 +106,46 @@ def build_job(launch: Launch, run: Mapping[str, Any]) -> dict[str, Any]:
         "env": _env(launch),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
-        "securityContext": CONTAINER_SECURITY,
+        "securityContext": security.dump() if security else {},
     }
     if pod.env_from:
         container["envFrom"] = [e.dump() for e in pod.env_from]
     if pod.resources:
         container["resources"] = pod.resources
     if pod.volume_mounts:
-        container["volumeMounts"] = pod.volume_mounts
+        container["volumeMounts"] = [m.dump() for m in pod.volume_mounts]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": POD_SECURITY,
         "containers": [container],
     }
-    if launch.service_account_name:
-        pod_spec["serviceAccountName"] = launch.service_account_name
+    sidecars = _sidecars(template, security)
+    if sidecars:
+        pod_spec["initContainers"] = sidecars
+    account = template.service_account_name or launch.service_account_name
+    if account:
+        pod_spec["serviceAccountName"] = account
     else:
         pod_spec["automountServiceAccountToken"] = False
-    for key, value in (
-        ("nodeSelector", pod.node_selector),
-        ("tolerations", pod.tolerations),
-        ("volumes", pod.volumes),
-    ):
-        if value:
-            pod_spec[key] = value
+    if pod.node_selector:
+        pod_spec["nodeSelector"] = pod.node_selector
+    if pod.tolerations:
+        pod_spec["tolerations"] = pod.tolerations
+    if pod.volumes:
+        pod_spec["volumes"] = [v.dump() for v in pod.volumes]
     labels = {**MANAGED_BY, **launch.labels}
+    pod_meta: dict[str, Any] = {
+        "labels": {**((template.metadata and template.metadata.labels) or {}), **labels}
+    }
+    _apply_template(template, pod_spec, pod_meta)
     spec: dict[str, Any] = {
         "backoffLimit": 0,
-        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        "template": {"metadata": pod_meta, "spec": pod_spec},
     }
     if launch.timeout_seconds:
         spec["activeDeadlineSeconds"] = launch.timeout_seconds
+    if template.job_ttl_seconds_after_finished is not None:
+        spec["ttlSecondsAfterFinished"] = template.job_ttl_seconds_after_finished
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -29,8 +29,10 @@ from kopflow.engine.observations import CacheEntry, Observation
 from kopflow.engine.reconcile import reconcile
 from kopflow.engine.state import RunState, jobs_to_observe
 from kopflow.engine.validation import Issue
+from kopflow.executors import mounts
 from kopflow.executors.cache_store import FileCache
 from kopflow.executors.display import Display
+from kopflow.executors.localvolumes import local_folders
 from kopflow.executors.process import ProcessExecutor, ProcessResult, ProcessSpec
 
 LOG_TAIL_LINES = 15
@@ -47,6 +49,8 @@ class RunOptions:
     logs_dir: Path | None = None
     env_sources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Secret/ConfigMap name -> keys, from --env-file."""
+    volumes: Mapping[str, Path] = field(default_factory=dict)
+    """Volume name -> local folder, from --volume."""
     kill_grace_seconds: float = 3.0
 
 
@@ -237,8 +241,21 @@ class LocalRun:
         stdin = launch.script.source if launch.script else None
         program = list(launch.script.command if launch.script else launch.command or ())
         argv = [*program, *launch.args]
+        folders = local_folders(
+            launch.pod,
+            self.logs_dir / "volumes" / job,
+            self.options.env_sources,
+            self.options.volumes,
+        )
         if self.options.runtime == "podman":
             argv, env = _podman_argv(launch, argv, env, self.base_env, outputs, stdin is not None)
+            argv = _podman_volumes(argv, folders)
+        elif folders:
+            # a process sees no mounts: paths that start with a mount path go to the folder
+            argv = [*program, *(mounts.rewrite(a, folders) for a in launch.args)]
+            declared = {v.name for v in launch.env if v.value is not None}
+            env = {k: mounts.rewrite(v, folders) if k in declared else v for k, v in env.items()}
+            env.update(mounts.mounts_env(folders))
         return ProcessSpec(job, argv, env, self.log_path(job), outputs, stdin)
 
 
@@ -265,6 +282,13 @@ def _podman_argv(
         cmd += ["--entrypoint", argv[0]]
         argv = argv[1:]
     return [*cmd, launch.image or "", *argv], inner
+
+
+def _podman_volumes(argv: list[str], folders: Mapping[str, str]) -> list[str]:
+    """`-v folder:mountPath` for each volume mount, before the image (after `--name J`)."""
+    at = argv.index("--name") + 2
+    flags = [f for mount, folder in folders.items() for f in ("-v", f"{folder}:{mount}:z")]
+    return [*argv[:at], *flags, *argv[at:]]
 
 
 def podman_problems(spec: WorkflowSpec) -> list[str]:

@@ -28,6 +28,12 @@ from kopflow.executors.local import (
     podman_problems,
     run_name,
 )
+from kopflow.executors.localvolumes import (
+    VolumeFlagError,
+    ignored_settings,
+    parse_volume_flags,
+    volume_problems,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -119,7 +125,12 @@ def _prepare(args: argparse.Namespace) -> tuple[LocalRun, Any]:
         sources = load_env_files(args.env_file)
     except EnvFileError as err:
         raise Invalid([str(err)]) from err
+    try:
+        volumes = parse_volume_flags(args.volume)
+    except VolumeFlagError as err:
+        raise Invalid([str(err)]) from err
     issues += missing_sources(spec, sources)
+    issues += volume_problems(spec, sources, volumes)
     if issues:
         raise Invalid([str(i) for i in issues])
     if args.runtime == "podman" and (problems := podman_problems(spec)):
@@ -130,6 +141,7 @@ def _prepare(args: argparse.Namespace) -> tuple[LocalRun, Any]:
         cache_dir=args.cache_dir,
         logs_dir=args.logs_dir,
         env_sources=sources,
+        volumes=volumes,
     )
     return LocalRun(name, spec, params, options, _display(args)), params
 
@@ -162,6 +174,9 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     if args.runtime == "process" and args.output == "text":
         local.display.note("runtime process: task images are ignored; commands run on this machine")
+    ignored = ignored_settings(local.spec)
+    if ignored:
+        local.display.note(f"ignored on this machine (cluster-only): {', '.join(ignored)}")
     status = asyncio.run(_run(local))
     local.display.close()
     if args.output == "json":

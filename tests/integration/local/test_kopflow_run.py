@@ -284,3 +284,47 @@ def test_podman_runtime_fails_clearly_without_podman(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--runtime podman: podman is not installed" in result.stderr
+
+
+def _volumes_flags(tmp_path: Path) -> list[str]:
+    """Local stand-ins for the volumes example: env files for its Secret and ConfigMap."""
+    (tmp_path / "creds.env").write_text("token=s3cret\n")
+    (tmp_path / "config.env").write_text("greeting=hello\n")
+    return [
+        "--env-file", f"report-creds={tmp_path / 'creds.env'}",
+        "--env-file", f"report-config={tmp_path / 'config.env'}",
+    ]  # fmt: skip
+
+
+def test_volumes_example_reads_secret_and_config_files_and_writes_the_pvc_folder(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "report"
+    result = kopflow_run(
+        tmp_path, str(EXAMPLES / "volumes.yaml"), *_volumes_flags(tmp_path), "--volume",
+        f"data={out}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    status = status_of(result)
+    line = status["tasks"]["read"]["outputs"]["line"]
+    assert re.fullmatch(r"hello from report-\w+; token as env and file agree: yes", line)
+    assert (out / "report.txt").read_text() == line + "\n"  # /data was the --volume folder
+    notes = [n for n in result.stderr.splitlines() if "ignored on this machine" in n]
+    assert notes == [
+        "ignored on this machine (cluster-only): jobTtlSecondsAfterFinished, "
+        "labels/annotations, securityContext"
+    ]
+
+
+def test_a_pvc_without_a_local_folder_is_a_clear_error_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    result = kopflow_run(tmp_path, str(EXAMPLES / "volumes.yaml"), *_volumes_flags(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "spec.tasks[0].volumes[0]: a persistentVolumeClaim volume needs a local folder: "
+        "pass --volume data=FOLDER",
+        "spec.tasks[1].volumes[0]: a persistentVolumeClaim volume needs a local folder: "
+        "pass --volume data=FOLDER",
+    ]
+    assert not (tmp_path / "logs").exists()

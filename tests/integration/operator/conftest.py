@@ -49,12 +49,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Each test that uses a cluster runs on both backends, or the emulator alone if marked."""
     if "backend" in metafunc.fixturenames:
         only = metafunc.definition.get_closest_marker("emulator_only")
-        metafunc.parametrize("backend", BACKENDS[:1] if only else BACKENDS)
+        real = metafunc.definition.get_closest_marker("real_only")
+        metafunc.parametrize(
+            "backend", BACKENDS[:1] if only else BACKENDS[1:] if real else BACKENDS
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "emulator_only(why): needs the emulator's internals (faults, request log)"
+    )
+    config.addinivalue_line(
+        "markers", "real_only(why): needs what only the real server has (Pod Security admission)"
     )
 
 

@@ -296,3 +296,84 @@ def test_kubectl_refuses_a_bare_on_key_as_the_unknown_field_true(
     )
     assert done.returncode != 0
     assert 'unknown field "spec.tasks[0].retry.true"' in done.stderr
+
+
+POD_TEMPLATE_CASES = {
+    "negative-run-as-user": (
+        "taskDefaults.podTemplate.securityContext",
+        {"runAsUser": -1},
+        "taskDefaults.podTemplate.securityContext.runAsUser",
+        "greater than or equal to 0",
+    ),
+    "seccomp-type": (
+        "tasks[0].podTemplate.containerSecurityContext",
+        {"seccompProfile": {"type": "Permissive"}},
+        "tasks[0].podTemplate.containerSecurityContext.seccompProfile.type",
+        "Unsupported value",
+    ),
+    "relative-mount-path": (
+        "tasks[0].volumeMounts",
+        [{"name": "data", "mountPath": "data"}],
+        "tasks[0].volumeMounts[0].mountPath",
+        "should match",
+    ),
+    "spread-policy": (
+        "tasks[0].podTemplate.topologySpreadConstraints",
+        [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "Sometimes"}],
+        "tasks[0].podTemplate.topologySpreadConstraints[0].whenUnsatisfiable",
+        "Unsupported value",
+    ),
+    "label-value": (
+        "taskDefaults.podTemplate.metadata",
+        {"labels": {"team": "data team"}},
+        "taskDefaults.podTemplate.metadata.labels.team",
+        "should match",
+    ),
+    "negative-job-ttl": (
+        "taskDefaults.podTemplate",
+        {"jobTtlSecondsAfterFinished": -5},
+        "taskDefaults.podTemplate.jobTtlSecondsAfterFinished",
+        "greater than or equal to 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(PLURALS))
+@pytest.mark.parametrize("case", list(POD_TEMPLATE_CASES))
+def test_pod_template_and_volumes_are_typed_and_refused_with_their_field(
+    custom: kubernetes.client.CustomObjectsApi, namespace: str, case: str, kind: str
+) -> None:
+    path, value, field, words = POD_TEMPLATE_CASES[case]
+    spec = _etl_spec()
+    _set(path, value)(spec)
+    status, causes = _refusal(custom, namespace, _doc(kind, f"pod-{case}", spec))
+    assert status == 422
+    named = _schema_causes(causes)
+    assert [c["field"] for c in named] == [f"{_prefix(kind)}.{field}"], causes
+    assert words in named[0]["message"]
+
+
+def test_the_server_refuses_a_privileged_container_that_may_not_escalate(
+    api: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    """Why a privileged podTemplate drops kopflow's default allowPrivilegeEscalation false."""
+    container = {
+        "name": "main",
+        "image": "busybox",
+        "securityContext": {"privileged": True, "allowPrivilegeEscalation": False},
+    }
+    job = {
+        "metadata": {"name": "priv"},
+        "spec": {
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
+        },
+    }
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        kubernetes.client.BatchV1Api(api).create_namespaced_job(namespace, job, dry_run="All")
+    assert err.value.status == 422
+    causes = json.loads(err.value.body)["details"]["causes"]
+    assert [c["field"] for c in causes] == ["spec.template.spec.containers[0].securityContext"]
+    assert (
+        "cannot set `allowPrivilegeEscalation` to false and `privileged` to true"
+        in (causes[0]["message"])
+    )

@@ -305,7 +305,13 @@ def test_missing_secret_holds_the_container_until_it_exists(cluster: Cluster) ->
         cluster.ns, job_manifest("wait", [PY, "-c", script], env=env)
     )
 
-    pod = cluster.one_pod("wait", lambda p: "waiting" in state(p))
+    # volumes come first: the ServiceAccount's kube-api-access volume reads the namespace's
+    # kube-root-ca.crt ConfigMap, and until the controller has published it the container
+    # waits ContainerCreating (as on a real node); then the env's missing Secret shows
+    def config_error(p: dict[str, Any]) -> bool:
+        return (state(p).get("waiting") or {}).get("reason") == "CreateContainerConfigError"
+
+    pod = cluster.one_pod("wait", config_error)
     assert pod["status"]["phase"] == "Pending"
     assert state(pod)["waiting"] == {
         "reason": "CreateContainerConfigError",

@@ -46,7 +46,11 @@ def test_crd_is_structural_and_bounded(name: str) -> None:
     schema = version["schema"]["openAPIV3Schema"]
     for path, node in _walk(schema):
         assert not {"$ref", "anyOf", "oneOf", "allOf", "$defs"} & set(node), path
-        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
+        assert (
+            "type" in node
+            or node.get("x-kubernetes-preserve-unknown-fields")
+            or node.get("x-kubernetes-int-or-string")
+        ), path
         if node.get("type") == "array" and not path.startswith(".status"):
             assert "maxItems" in node, f"{path}: unbounded list"
 

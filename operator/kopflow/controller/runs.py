@@ -142,6 +142,7 @@ class RunWorker:
             use_cache=run.spec.cache,
             scheduled_time=run.spec.scheduled_time,
             generation=self.body["metadata"].get("generation"),
+            uid=self.body["metadata"].get("uid") or "",
         )
         observations, pod_due = await self._observe(status)
         now = _now()

@@ -460,7 +460,7 @@ class _Step:
     def _launch(self, name: str, status: TaskStatus, rendered: Task | None) -> None:
         task = rendered or render_task(self._task(name), self._context())
         n = status.attempts + 1
-        job = job_name(self.state.name, name, n)
+        job = job_name(self.state.name, name, n, self.state.uid)
         timeout = task.timeout_seconds
         self.actions.append(
             Launch(

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from tests.integration.operator.conftest import Cluster, Kube, Operator
 
+from kopflow.engine.naming import job_name
+
 LEASE_SECONDS = "3"
 
 
@@ -73,7 +75,8 @@ def test_only_the_leader_acts_and_a_follower_takes_over(
     leader.kill()
     run = kube.wait_run("ha", timeout=60)
     assert run["status"]["phase"] == "Succeeded"
-    assert sorted(kube.created_jobs) == [f"ha-s{i}-1" for i in range(6)]
+    uid = run["metadata"]["uid"]
+    assert sorted(kube.created_jobs) == sorted(job_name("ha", f"s{i}", 1, uid) for i in range(6))
     assert set(kube.created_jobs.values()) == {1}  # no Job created twice across the handover
     if emulated:
         creators = job_creators(kube)

@@ -172,6 +172,10 @@ class PodSettings(Model):
     """Retry policy (no retries when unset)."""
     timeout_seconds: Annotated[int, Field(ge=1)] | None = None
     """An attempt running longer is stopped and counts as a Timeout."""
+    pod_pending_timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """An attempt whose container has not started this long after its launch (its pod was
+    refused, is unschedulable, cannot pull its image or lacks a Secret) fails with the reason
+    the API gave, and its Job is deleted; default 600."""
 
 
 class TaskDefaults(PodSettings):

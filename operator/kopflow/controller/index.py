@@ -60,6 +60,9 @@ def _compact_pod(pod: dict[str, Any]) -> dict[str, Any]:
         for c in status.get("containerStatuses") or ()
     ]
     keep = {k: status[k] for k in ("phase", "reason", "message") if k in status}
+    scheduled = [c for c in status.get("conditions") or () if c.get("type") == "PodScheduled"]
+    if scheduled:  # Unschedulable, with the scheduler's words
+        keep["conditions"] = scheduled
     compact_meta = {k: meta[k] for k in _META if k in meta}
     compact_meta["labels"] = {
         k: v for k, v in (meta.get("labels") or {}).items() if k in (JOB_NAME_LABEL, "job-name")

@@ -482,6 +482,7 @@ class ApiServer:
                 status,
                 agent,
                 rec.get("user", ""),
+                rec.get("injected") == "yes",
             )
         )
 
@@ -636,6 +637,15 @@ class ApiServer:
         elif fault == "error":
             raise ApiError(
                 500, "InternalError", "Internal error occurred: injected fault", details={}
+            )
+        elif fault == "deny":  # the real server's words for a webhook's denial
+            rec["injected"] = "yes"
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'admission webhook "deny.kopflow.test" denied the request: '
+                f"{self.faults.plan.deny_message}",
+                details={},
             )
         elif fault == "throttle":
             raise ApiError(

@@ -27,6 +27,7 @@ class RequestRecord:
     code: int
     user_agent: str
     user: str = ""  # the authenticated user name (system:anonymous without credentials)
+    injected: bool = False  # a fault the test asked for (a denial is no RBAC refusal)
 
 
 class RequestLog:
@@ -47,7 +48,7 @@ class RequestLog:
             self.counts[(rec.verb, rec.resource)] += 1
             self.codes[rec.code] += 1
             self.recent.append(rec)
-            if rec.code == 403:
+            if rec.code == 403 and not rec.injected:
                 self.forbidden[(rec.user, rec.verb, rec.resource)] += 1
 
     def count(self, verb: str | None = None, resource: str | None = None) -> int:
@@ -85,6 +86,8 @@ class FaultPlan:
     throttle: float = 0.0  # 429 TooManyRequests with Retry-After
     slow: float = 0.0  # answered after `delay` seconds
     drop_watch: float = 0.0  # a watch stream cut after `drop_after` seconds
+    deny: float = 0.0  # 403 as a validating admission webhook answers: `deny_message`
+    deny_message: str = "policy forbids this object"
     delay: float = 0.2
     drop_after: float = 0.3
     verbs: frozenset[str] | None = None  # None: every verb
@@ -124,14 +127,15 @@ class FaultInjector:
         )
 
     def choose(self, verb: str, resource: str, user_agent: str) -> str | None:
-        """The fault for this request: conflict, error, throttle, slow, drop_watch or None."""
+        """The fault for this request: conflict, error, throttle, slow, deny, drop_watch or
+        None."""
         if not self._applies(verb, resource, user_agent):
             return None
         p = self.plan
         roll = self.rng.random()
         kinds: list[tuple[str, float]] = [
             ("drop_watch", p.drop_watch if verb == "watch" else 0.0),
-            *((k, float(getattr(p, k))) for k in ("conflict", "error", "throttle", "slow")),
+            *((k, float(getattr(p, k))) for k in ("conflict", "error", "throttle", "slow", "deny")),
         ]
         if verb == "watch":
             kinds = [*kinds[:1], ("slow", p.slow)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ class RequestRecord:
     user_agent: str
     user: str = ""  # the authenticated user name (system:anonymous without credentials)
     injected: bool = False  # a fault the test asked for (a denial is no RBAC refusal)
+    at: float = field(default_factory=time.time)  # when it was answered (wall clock)
 
 
 class RequestLog:

@@ -623,7 +623,11 @@ class ApiServer:
             verb = "create" if method == "POST" else None
         if verb is None or (verb not in rt.verbs and not target.sub):
             raise method_not_allowed()
-        fault = self.faults.choose(verb, rt.qualified, request.headers.get("User-Agent", ""))
+        body = ""
+        if self.faults.plan.deny_match and verb in ("create", "update", "patch"):
+            body = (await request.read()).decode(errors="replace")  # aiohttp keeps it
+        agent = request.headers.get("User-Agent", "")
+        fault = self.faults.choose(verb, rt.qualified, agent, body)
         if fault == "slow":
             await asyncio.sleep(self.faults.plan.delay)
         elif fault == "conflict":

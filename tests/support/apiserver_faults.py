@@ -90,6 +90,7 @@ class FaultPlan:
     drop_watch: float = 0.0  # a watch stream cut after `drop_after` seconds
     deny: float = 0.0  # 403 as a validating admission webhook answers: `deny_message`
     deny_message: str = "policy forbids this object"
+    deny_match: str | None = None  # deny only writes whose body contains this text
     delay: float = 0.2
     drop_after: float = 0.3
     verbs: frozenset[str] | None = None  # None: every verb
@@ -128,16 +129,20 @@ class FaultInjector:
             and (p.user_agent is None or p.user_agent in user_agent)
         )
 
-    def choose(self, verb: str, resource: str, user_agent: str) -> str | None:
+    def choose(self, verb: str, resource: str, user_agent: str, body: str = "") -> str | None:
         """The fault for this request: conflict, error, throttle, slow, deny, drop_watch or
         None."""
         if not self._applies(verb, resource, user_agent):
             return None
         p = self.plan
         roll = self.rng.random()
+        denies = p.deny if p.deny_match is None or p.deny_match in body else 0.0
         kinds: list[tuple[str, float]] = [
             ("drop_watch", p.drop_watch if verb == "watch" else 0.0),
-            *((k, float(getattr(p, k))) for k in ("conflict", "error", "throttle", "slow", "deny")),
+            # a real server answers 409 Conflict only to writes, never to a read or a list
+            ("conflict", p.conflict if verb in ("create", "update", "patch", "delete") else 0.0),
+            *((k, float(getattr(p, k))) for k in ("error", "throttle", "slow")),
+            ("deny", denies),
         ]
         if verb == "watch":
             kinds = [*kinds[:1], ("slow", p.slow)]

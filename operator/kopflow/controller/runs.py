@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,8 @@ POD_GRACE = timedelta(milliseconds=500)
 """How long a finished Job's Pod event may lag before the Pod is read from the API."""
 DONE = datetime.min.replace(tzinfo=UTC)
 """What step() returns when the run needs no further reconciling."""
+REJECTION_ROUNDS = 8
+"""Reconciles within one step that may follow refused Jobs (each can launch more)."""
 REFUSAL_CHECK = timedelta(seconds=2)
 """A Job still without a pod this long after its launch has its FailedCreate Events read
 (at most this often): the refusal's words go into the task status."""
@@ -178,10 +181,24 @@ class RunWorker:
         decision = reconcile(state, observations, self.answers, now)
         self.kube.fence()
         await self._carry_out(decision, now)
-        if decision.changed:
+        events, changed = list(decision.events), decision.changed
+        for _ in range(REJECTION_ROUNDS):
+            # a refused Job fails its attempt before any status is written: a status that
+            # says Running for a Job that never existed would read as Lost after a restart
+            refused = {a.job_name for a in decision.launches} & self.rejected.keys()
+            if not refused:
+                break
+            observations = {**observations, **{j: self.rejected[j] for j in refused}}
+            state = dataclasses.replace(state, status=decision.status)
+            decision = reconcile(state, observations, self.answers, now)
+            self.kube.fence()
+            await self._carry_out(decision, now)
+            events += decision.events
+            changed = changed or decision.changed
+        if changed:
             self.kube.fence()
             await self._persist(decision.status)
-        for event in decision.events:
+        for event in events:
             self.kube.post_event_later(self.body, event.type, event.reason, event.message, now)
         if decision.finished:
             return await self._expire(decision.status)

@@ -224,15 +224,12 @@ class RunWorker:
         """
         observations: dict[str, Observation] = {}
         due: datetime | None = None
-        launched = (
-            {
-                t.job_name: parse_time(t.attempt_started_at)
-                for t in (status.tasks or {}).values()
-                if status is not None and t.job_name and t.attempt_started_at
-            }
-            if status is not None
-            else {}
-        )
+        tasks = (status.tasks or {}).values() if status is not None else ()
+        launched = {
+            t.job_name: parse_time(t.attempt_started_at)
+            for t in tasks
+            if t.job_name and t.attempt_started_at
+        }
         for job in jobs_to_observe(status):
             if job in self.rejected:
                 observations[job] = self.rejected[job]

@@ -41,6 +41,8 @@ POD_GRACE = timedelta(milliseconds=500)
 """How long a finished Job's Pod event may lag before the Pod is read from the API."""
 DONE = datetime.min.replace(tzinfo=UTC)
 """What step() returns when the run needs no further reconciling."""
+MAX_CONFLICTS = 3
+"""Conflicting status writes recomputed at once in a row; then the error backoff applies."""
 REJECTION_ROUNDS = 8
 """Reconciles within one step that may follow refused Jobs (each can launch more)."""
 REFUSAL_CHECK = timedelta(seconds=2)
@@ -100,16 +102,21 @@ class RunWorker:
 
     async def loop(self) -> None:
         """Reconcile until finished; API errors back off and retry, they never end the run."""
-        failures = 0
+        failures = conflicts = 0
         while True:
             self.wake.clear()
             try:
                 until = await self.step()
-                failures = 0
+                failures = conflicts = 0
             except asyncio.CancelledError:
                 raise
             except Conflict:
-                continue  # re-read already: recompute at once
+                conflicts += 1
+                if conflicts <= MAX_CONFLICTS:
+                    continue  # re-read already: recompute at once
+                failures, conflicts = failures + 1, 0
+                delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+                until = _now() + timedelta(seconds=delay)
             except Exception:
                 delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
                 failures += 1

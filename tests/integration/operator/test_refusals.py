@@ -141,3 +141,20 @@ def test_a_pod_pod_security_refuses_fails_with_the_admission_message(
     assert (run["status"]["phase"], t["reason"]) == ("Failed", "FailedCreate")
     assert 'violates PodSecurity "restricted:latest"' in t["message"]
     kube.wait(lambda: not kube.watched_jobs(), 30, "the refused attempt's Job deleted")
+
+
+def test_a_status_write_from_a_stale_view_is_refused_and_recomputed(
+    operator: Operator, kube: Kube
+) -> None:
+    """Another writer changed the status while a task ran: the operator's next merge patch
+    (fenced by resourceVersion) is refused, and it recomputes from what the server holds."""
+    kube.create(run_doc("fenced", {"tasks": [sleeper("t", 1)]}))
+    kube.wait_task("fenced", "t", "Running", timeout=30)
+    kube.custom.patch_namespaced_custom_object_status(
+        "kopflow.dev", "v1alpha1", kube.ns, "workflowruns", "fenced", {"status": {"message": "x"}}
+    )
+    run = kube.wait_run("fenced", timeout=30)
+    assert run["status"]["phase"] == "Succeeded"
+    # recomputed from the server's status: an unfenced patch against the operator's own last
+    # write would have left the other writer's message in place
+    assert "message" not in run["status"]

@@ -158,3 +158,21 @@ def test_a_status_write_from_a_stale_view_is_refused_and_recomputed(
     # recomputed from the server's status: an unfenced patch against the operator's own last
     # write would have left the other writer's message in place
     assert "message" not in run["status"]
+
+
+def test_an_unschedulable_pod_fails_after_its_pending_timeout_with_the_schedulers_words(
+    operator: Operator, kube: Kube
+) -> None:
+    real_only(kube, "has no scheduler: every pod lands on its one node")
+    tasks = [sleeper("t", 0, nodeSelector={"kopflow.test/nowhere": "x"})]
+    kube.create(
+        run_doc(
+            "nowhere",
+            {"tasks": tasks, "taskDefaults": {"image": "busybox", "podPendingTimeoutSeconds": 3}},
+        )
+    )
+    run = kube.wait_run("nowhere", timeout=30)
+    t = task_of(run)
+    assert (run["status"]["phase"], t["reason"]) == ("Failed", "Unschedulable")
+    assert "didn't match Pod's node affinity/selector" in t["message"]
+    kube.wait(lambda: not kube.watched_jobs(), 30, "the unschedulable attempt's Job deleted")

@@ -14,7 +14,9 @@ from tests.support.apiserver_fixtures import Raw
 
 
 def outcomes(raw: Raw, n: int) -> list[int]:
-    return [raw("GET", "/api/v1/namespaces/default/configmaps")[0] for _ in range(n)]
+    """Codes of n writes (a 409 Conflict is only ever the answer to a write)."""
+    body = {"metadata": {"generateName": "f-"}}
+    return [raw("POST", "/api/v1/namespaces/default/configmaps", body)[0] for _ in range(n)]
 
 
 def test_seeded_faults_are_reproducible(apiserver: ApiServer, raw: Raw) -> None:
@@ -22,9 +24,11 @@ def test_seeded_faults_are_reproducible(apiserver: ApiServer, raw: Raw) -> None:
     first = outcomes(raw, 40)
     apiserver.faults.configure(seed=7, conflict=0.2, error=0.2, throttle=0.2)
     assert outcomes(raw, 40) == first
-    assert {409, 500, 429, 200} == set(first)
+    assert {409, 500, 429, 201} == set(first)
+    reads = [raw("GET", "/api/v1/namespaces/default/configmaps")[0] for _ in range(40)]
+    assert 409 not in reads and {500, 429, 200} <= set(reads)
     apiserver.faults.clear()
-    assert set(outcomes(raw, 10)) == {200}
+    assert set(outcomes(raw, 10)) == {201}
 
 
 def test_injected_errors_are_status_objects_the_client_raises(
@@ -89,7 +93,7 @@ def test_request_log_counts_by_verb_and_resource(apiserver: ApiServer, raw: Raw)
 def test_request_log_stays_bounded(apiserver: ApiServer, raw: Raw) -> None:
     apiserver.requests.recent = type(apiserver.requests.recent)(maxlen=10)
     outcomes(raw, 25)
-    assert len(apiserver.requests.recent) == 10 and apiserver.requests.count("list") >= 25
+    assert len(apiserver.requests.recent) == 10 and apiserver.requests.count("create") >= 25
 
 
 def test_thousands_of_objects_keep_requests_fast(apiserver: ApiServer, raw: Raw) -> None:

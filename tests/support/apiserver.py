@@ -482,6 +482,7 @@ class ApiServer:
                 status,
                 agent,
                 rec.get("user", ""),
+                rec.get("injected") == "yes",
             )
         )
 
@@ -622,7 +623,11 @@ class ApiServer:
             verb = "create" if method == "POST" else None
         if verb is None or (verb not in rt.verbs and not target.sub):
             raise method_not_allowed()
-        fault = self.faults.choose(verb, rt.qualified, request.headers.get("User-Agent", ""))
+        body = ""
+        if self.faults.plan.deny_match and verb in ("create", "update", "patch"):
+            body = (await request.read()).decode(errors="replace")  # aiohttp keeps it
+        agent = request.headers.get("User-Agent", "")
+        fault = self.faults.choose(verb, rt.qualified, agent, body)
         if fault == "slow":
             await asyncio.sleep(self.faults.plan.delay)
         elif fault == "conflict":
@@ -636,6 +641,15 @@ class ApiServer:
         elif fault == "error":
             raise ApiError(
                 500, "InternalError", "Internal error occurred: injected fault", details={}
+            )
+        elif fault == "deny":  # the real server's words for a webhook's denial
+            rec["injected"] = "yes"
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'admission webhook "deny.kopflow.test" denied the request: '
+                f"{self.faults.plan.deny_message}",
+                details={},
             )
         elif fault == "throttle":
             raise ApiError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ class RequestRecord:
     code: int
     user_agent: str
     user: str = ""  # the authenticated user name (system:anonymous without credentials)
+    injected: bool = False  # a fault the test asked for (a denial is no RBAC refusal)
+    at: float = field(default_factory=time.time)  # when it was answered (wall clock)
 
 
 class RequestLog:
@@ -47,7 +50,7 @@ class RequestLog:
             self.counts[(rec.verb, rec.resource)] += 1
             self.codes[rec.code] += 1
             self.recent.append(rec)
-            if rec.code == 403:
+            if rec.code == 403 and not rec.injected:
                 self.forbidden[(rec.user, rec.verb, rec.resource)] += 1
 
     def count(self, verb: str | None = None, resource: str | None = None) -> int:
@@ -85,6 +88,9 @@ class FaultPlan:
     throttle: float = 0.0  # 429 TooManyRequests with Retry-After
     slow: float = 0.0  # answered after `delay` seconds
     drop_watch: float = 0.0  # a watch stream cut after `drop_after` seconds
+    deny: float = 0.0  # 403 as a validating admission webhook answers: `deny_message`
+    deny_message: str = "policy forbids this object"
+    deny_match: str | None = None  # deny only writes whose body contains this text
     delay: float = 0.2
     drop_after: float = 0.3
     verbs: frozenset[str] | None = None  # None: every verb
@@ -123,15 +129,20 @@ class FaultInjector:
             and (p.user_agent is None or p.user_agent in user_agent)
         )
 
-    def choose(self, verb: str, resource: str, user_agent: str) -> str | None:
-        """The fault for this request: conflict, error, throttle, slow, drop_watch or None."""
+    def choose(self, verb: str, resource: str, user_agent: str, body: str = "") -> str | None:
+        """The fault for this request: conflict, error, throttle, slow, deny, drop_watch or
+        None."""
         if not self._applies(verb, resource, user_agent):
             return None
         p = self.plan
         roll = self.rng.random()
+        denies = p.deny if p.deny_match is None or p.deny_match in body else 0.0
         kinds: list[tuple[str, float]] = [
             ("drop_watch", p.drop_watch if verb == "watch" else 0.0),
-            *((k, float(getattr(p, k))) for k in ("conflict", "error", "throttle", "slow")),
+            # a real server answers 409 Conflict only to writes, never to a read or a list
+            ("conflict", p.conflict if verb in ("create", "update", "patch", "delete") else 0.0),
+            *((k, float(getattr(p, k))) for k in ("error", "throttle", "slow")),
+            ("deny", denies),
         ]
         if verb == "watch":
             kinds = [*kinds[:1], ("slow", p.slow)]

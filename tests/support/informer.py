@@ -36,6 +36,8 @@ class Informer(threading.Thread):
         self.changed, self.stopping = changed, stopping
         self.items: dict[str, Obj] = {}
         self.added: Counter[str] = Counter()
+        self.last: dict[str, Obj] = {}
+        """uid -> the latest version seen, kept after deletion: the API's record of objects."""
         self.synced = threading.Event()
 
     def _dict(self, obj: Any) -> Obj:
@@ -54,6 +56,8 @@ class Informer(threading.Thread):
         with self.changed:
             for name in fresh.keys() - self.items.keys():
                 self.added[name] += 1
+            for obj in fresh.values():
+                self.last[obj["metadata"].get("uid", "")] = obj
             self.items = fresh
             self.changed.notify_all()
         self.synced.set()
@@ -76,6 +80,7 @@ class Informer(threading.Thread):
                     continue
                 name = obj["metadata"]["name"]
                 with self.changed:
+                    self.last[obj["metadata"].get("uid", "")] = obj
                     if event["type"] == "DELETED":
                         self.items.pop(name, None)
                     else:

@@ -40,6 +40,9 @@ class WorkflowRunSpec(Model):
     """Set to false to ignore cached results (results are still stored)."""
     scheduled_time: str | None = None
     """Set by the schedule: the time this run was due (`{{ schedule.time }}`)."""
+    workflow_wait_seconds: Annotated[int, Field(ge=0)] = 300
+    """How long a run waits (Pending, WorkflowNotFound) for its workflowRef to appear before
+    it is Invalid: `kubectl apply -f dir/` may create runs before their Workflow."""
 
 
 class Attempt(Model):

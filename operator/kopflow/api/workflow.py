@@ -148,6 +148,10 @@ class PodSettings(Model):
     pod_template: PodTemplate | None = None
     """Pod and Job settings (security, scheduling, sidecars...), merged over
     taskDefaults.podTemplate field by field."""
+    pod_pending_timeout_seconds: Annotated[int, Field(ge=1)] | None = None
+    """An attempt whose container has not started this long after its launch (its pod was
+    refused, is unschedulable, cannot pull its image or lacks a Secret) fails with the reason
+    the API gave, and its Job is deleted; default 600."""
 
 
 class TaskDefaults(PodSettings):

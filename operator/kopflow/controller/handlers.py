@@ -82,6 +82,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             supervisor.deactivate,
             lease_seconds=OPTIONS["lease_seconds"],
         )
+        kube.may_write = elector.may_write
         memo.elector = asyncio.create_task(elector.run(), name="leader election")
 
 

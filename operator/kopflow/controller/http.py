@@ -26,6 +26,7 @@ class ApiError(Exception):
         super().__init__(f"{status} {body.get('reason', '')}: {body.get('message', '')}")
         self.status = status
         self.reason = str(body.get("reason", ""))
+        self.message = str(body.get("message", ""))
 
 
 def ssl_context(config: kubernetes.client.Configuration) -> ssl.SSLContext | bool:

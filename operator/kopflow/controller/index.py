@@ -60,6 +60,9 @@ def _compact_pod(pod: dict[str, Any]) -> dict[str, Any]:
         for c in status.get("containerStatuses") or ()
     ]
     keep = {k: status[k] for k in ("phase", "reason", "message") if k in status}
+    scheduled = [c for c in status.get("conditions") or () if c.get("type") == "PodScheduled"]
+    if scheduled:  # Unschedulable, with the scheduler's words
+        keep["conditions"] = scheduled
     compact_meta = {k: meta[k] for k in _META if k in meta}
     compact_meta["labels"] = {
         k: v for k, v in (meta.get("labels") or {}).items() if k in (JOB_NAME_LABEL, "job-name")
@@ -143,7 +146,13 @@ class AttemptIndex:
             return False
         return terminated(self.pods.get((namespace, job_name))) is None
 
-    def observe(self, namespace: str, job_name: str, owner_uid: str | None = None) -> Observation:
+    def observe(
+        self,
+        namespace: str,
+        job_name: str,
+        owner_uid: str | None = None,
+        refused: str | None = None,
+    ) -> Observation:
         """The attempt as its Job and Pod show it. A Job of that name owned by another run
         (two runs whose `<run>-<task>` read the same) is not this attempt: it counts as
         missing, so one run never takes another's exit code or outputs."""
@@ -151,7 +160,7 @@ class AttemptIndex:
         job = self.jobs.get(key)
         if job is not None and owner_uid is not None and _owner_uid(job) not in (None, owner_uid):
             job = None
-        return observe(job, self.pods.get(key) if job is not None else None)
+        return observe(job, self.pods.get(key) if job is not None else None, refused)
 
     def forget_run(self, namespace: str, run: str) -> None:
         """Drop a deleted run's attempts (their Jobs go with it by owner reference)."""

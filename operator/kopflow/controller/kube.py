@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import json
 import os
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import kubernetes
@@ -47,9 +49,28 @@ def load_client(pool_size: int = API_THREADS) -> kubernetes.client.ApiClient:
     return client
 
 
-class JobNameTaken(Exception):
-    """A Job of this attempt's name exists but is not this run's (a re-created run, or two
-    runs whose `<run>-<task>` spell the same)."""
+class NotLeading(Exception):
+    """This replica may no longer write: another may hold the Lease by now."""
+
+
+class JobRejected(Exception):
+    """The API refused an attempt's Job: invalid (400, 422), forbidden (403: a ResourceQuota,
+    a policy webhook), or its name taken by another run's Job. The message is the API's."""
+
+    def __init__(self, message: str, status: int, permanent: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.permanent = permanent
+        """No retry can mend it: the Job as written is invalid."""
+
+
+class JobNameTaken(JobRejected):
+    """A Job of this attempt's name exists but is not this run's."""
+
+
+REJECTED = {400: True, 403: False, 404: False, 422: True}
+"""Statuses that refuse a Job create, and whether the refusal is permanent: a quota frees
+up, a webhook or a namespace may come back; an invalid Job stays invalid."""
 
 
 class Kube:
@@ -62,6 +83,13 @@ class Kube:
         self.custom = kubernetes.client.CustomObjectsApi(client)
         self.coordination = kubernetes.client.CoordinationV1Api(client)
         self._background: set[asyncio.Task[None]] = set()
+        self.may_write: Callable[[], bool] = lambda: True
+        """Set by leader election: False once this replica may no longer act."""
+
+    def fence(self) -> None:
+        """Raise NotLeading unless this replica may write now (before each batch of writes)."""
+        if not self.may_write():
+            raise NotLeading("the lease was not renewed within its renew deadline")
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """A blocking client call in a worker thread, bounded so a half-open connection
@@ -74,6 +102,10 @@ class Kube:
         try:
             await self.http.request("POST", path, body)
         except ApiError as err:
+            if err.status in REJECTED:
+                raise JobRejected(
+                    err.message or str(err), err.status, REJECTED[err.status]
+                ) from err
             if err.status != 409 or err.reason != "AlreadyExists":
                 raise
             name = body["metadata"]["name"]
@@ -82,10 +114,47 @@ class Kube:
             if body["metadata"]["ownerReferences"][0]["uid"] not in owners:
                 raise JobNameTaken(
                     f"Job {namespace}/{name} exists and belongs to another run; delete it or "
-                    "rename the run"
+                    "rename the run",
+                    409,
+                    False,
                 ) from err
             return False
         return True
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One Job read from the API (before an unseen attempt is declared Lost), or None."""
+        try:
+            return await self.http.request(
+                "GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+            )
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def job_refusal(self, namespace: str, name: str) -> str | None:
+        """The message of the latest FailedCreate Event on this Job (the Job controller could
+        not create its pod: Pod Security, a quota...), or None. Only Events about the Job."""
+        selector = f"involvedObject.kind=Job,involvedObject.name={name},reason=FailedCreate"
+        answer = await self.http.request(
+            "GET", f"/api/v1/namespaces/{namespace}/events?fieldSelector={quote(selector)}"
+        )
+        events = sorted(
+            answer.get("items") or (),
+            key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "",
+        )
+        return str(events[-1].get("message") or "FailedCreate") if events else None
+
+    async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The run as the API holds it now (after a conflicting status write), or None."""
+        try:
+            return await self.http.request(
+                "GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflowruns/{name}"
+            )
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
 
     async def _delete(self, path: str) -> None:
         """Delete with Background propagation (dependents follow); already gone is fine."""
@@ -154,12 +223,22 @@ class Kube:
             raise
         return body
 
-    async def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """One JSON merge patch of the status subresource."""
-        await self.http.request(
+    async def patch_run_status(
+        self,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """One JSON merge patch of the status subresource; with resource_version it is fenced
+        (409 Conflict when the run changed since: re-read and recompute). The run after it."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self.http.request(
             "PATCH",
             f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflowruns/{name}/status",
-            {"status": status},
+            body,
             MERGE_PATCH,
         )
 

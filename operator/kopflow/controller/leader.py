@@ -59,6 +59,16 @@ class LeaderElector:
         self._seen: tuple[Any, datetime] | None = None
         """The other holder's (identity, renewTime) record, and our local time we first saw it."""
 
+    def may_write(self) -> bool:
+        """Whether this replica may still act: it leads and its last renewal is within the
+        renew deadline. Checked before each batch of writes, so a replica cut off from the
+        API stops writing (renew deadline 10 s) before a peer may take the Lease (15 s)."""
+        return (
+            self.leading
+            and self._last_renew is not None
+            and datetime.now(UTC) - self._last_renew < timedelta(seconds=self.renew_deadline)
+        )
+
     async def run(self) -> None:
         """Forever: try to acquire or renew every RETRY_PERIOD."""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,14 +19,15 @@ from pydantic import ValidationError
 
 from kopflow.api.run import FINISHED_RUN_PHASES, WorkflowRun, WorkflowRunStatus
 from kopflow.api.workflow import WorkflowSpec
+from kopflow.controller.http import ApiError
 from kopflow.controller.index import AttemptIndex
-from kopflow.controller.kube import Kube
+from kopflow.controller.kube import JobRejected, Kube
 from kopflow.controller.patches import merge_patch
 from kopflow.engine.conditions import set_condition
 from kopflow.engine.decisions import Decision, Launch, LookupCache, Stop, StoreCache
 from kopflow.engine.observations import CacheEntry, Observation
 from kopflow.engine.params import resolve_parameters
-from kopflow.engine.reconcile import reconcile
+from kopflow.engine.reconcile import MISSING_GRACE, reconcile
 from kopflow.engine.render import run_values
 from kopflow.engine.state import RunState, jobs_to_observe
 from kopflow.engine.times import format_time, parse_time
@@ -39,6 +41,25 @@ POD_GRACE = timedelta(milliseconds=500)
 """How long a finished Job's Pod event may lag before the Pod is read from the API."""
 DONE = datetime.min.replace(tzinfo=UTC)
 """What step() returns when the run needs no further reconciling."""
+MAX_CONFLICTS = 3
+"""Conflicting status writes recomputed at once in a row; then the error backoff applies."""
+REJECTION_ROUNDS = 8
+"""Reconciles within one step that may follow refused Jobs (each can launch more)."""
+REFUSAL_CHECK = timedelta(seconds=2)
+"""A Job still without a pod this long after its launch has its FailedCreate Events read
+(at most this often): the refusal's words go into the task status."""
+
+
+class Conflict(Exception):
+    """The run changed since our last read (a fenced status write got 409): recompute now."""
+
+
+class WaitForWorkflow(Exception):
+    """The run's Workflow does not exist (yet); look again at `until` or when it appears."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(until)
+        self.until = until
 
 
 def _now() -> datetime:
@@ -66,22 +87,36 @@ class RunWorker:
         self.spec: WorkflowSpec | None = None
         self.pod_waits: dict[str, datetime] = {}
         """Jobs seen finished whose Pod's final state has not arrived yet: since when."""
+        self.rejected: dict[str, Observation] = {}
+        """Attempts whose Job the API refused: they fail on the next step (JobRejected)."""
+        self.refusals: dict[str, tuple[datetime, str | None]] = {}
+        """Pod-less Jobs: when their FailedCreate Events were last read, and the message."""
+        self.rv: str | None = None
+        """resourceVersion of the run after our last status write: the next write's fence."""
 
     def update(self, body: dict[str, Any]) -> None:
         """A newer body from the watch; wakes the loop."""
         self.body = body
+        self.rv = None
         self.wake.set()
 
     async def loop(self) -> None:
         """Reconcile until finished; API errors back off and retry, they never end the run."""
-        failures = 0
+        failures = conflicts = 0
         while True:
             self.wake.clear()
             try:
                 until = await self.step()
-                failures = 0
+                failures = conflicts = 0
             except asyncio.CancelledError:
                 raise
+            except Conflict:
+                conflicts += 1
+                if conflicts <= MAX_CONFLICTS:
+                    continue  # re-read already: recompute at once
+                failures, conflicts = failures + 1, 0
+                delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+                until = _now() + timedelta(seconds=delay)
             except Exception:
                 delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
                 failures += 1
@@ -131,6 +166,10 @@ class RunWorker:
         except Invalid as err:
             await self._invalid(err.issues)
             return DONE
+        except WaitForWorkflow as wait:
+            return wait.until
+        if status is not None and status.phase == "Pending" and status.workflow is None:
+            status = None  # it waited for its Workflow: it starts now
         state = RunState(
             name=self.name,
             namespace=self.namespace,
@@ -142,17 +181,41 @@ class RunWorker:
             use_cache=run.spec.cache,
             scheduled_time=run.spec.scheduled_time,
             generation=self.body["metadata"].get("generation"),
+            uid=self.body["metadata"].get("uid") or "",
         )
         observations, pod_due = await self._observe(status)
         now = _now()
         decision = reconcile(state, observations, self.answers, now)
+        self.kube.fence()
         await self._carry_out(decision, now)
-        if decision.changed:
+        events, changed = list(decision.events), decision.changed
+        for _ in range(REJECTION_ROUNDS):
+            # a refused Job fails its attempt before any status is written: a status that
+            # says Running for a Job that never existed would read as Lost after a restart
+            refused = {a.job_name for a in decision.launches} & self.rejected.keys()
+            if not refused:
+                break
+            observations = {**observations, **{j: self.rejected[j] for j in refused}}
+            state = dataclasses.replace(state, status=decision.status)
+            decision = reconcile(state, observations, self.answers, now)
+            self.kube.fence()
+            await self._carry_out(decision, now)
+            events += decision.events
+            changed = changed or decision.changed
+        if changed:
+            self.kube.fence()
             await self._persist(decision.status)
-        for event in decision.events:
+        for event in events:
             self.kube.post_event_later(self.body, event.type, event.reason, event.message, now)
         if decision.finished:
             return await self._expire(decision.status)
+        running = set(jobs_to_observe(decision.status))
+        for job in [j for j in self.rejected if j not in running]:
+            del self.rejected[job]
+        for job in [j for j in self.refusals if j not in running]:
+            del self.refusals[job]
+        if self.rejected:
+            return now  # record the refusal as the attempt's failure at once
         if pod_due is not None:
             return min(pod_due, decision.requeue_at or pod_due)
         return decision.requeue_at
@@ -168,7 +231,16 @@ class RunWorker:
         """
         observations: dict[str, Observation] = {}
         due: datetime | None = None
+        tasks = (status.tasks or {}).values() if status is not None else ()
+        launched = {
+            t.job_name: parse_time(t.attempt_started_at)
+            for t in tasks
+            if t.job_name and t.attempt_started_at
+        }
         for job in jobs_to_observe(status):
+            if job in self.rejected:
+                observations[job] = self.rejected[job]
+                continue
             if self.index.needs_pod(self.namespace, job):
                 seen = self.pod_waits.setdefault(job, _now())
                 if _now() - seen < POD_GRACE:
@@ -178,9 +250,30 @@ class RunWorker:
                 for pod in await self.kube.job_pods(self.namespace, job):
                     self.index.on_pod("ADDED", pod)
             self.pod_waits.pop(job, None)
-            uid = self.body.get("metadata", {}).get("uid")
-            observations[job] = self.index.observe(self.namespace, job, uid)
+            observations[job] = await self._observe_one(job, launched.get(job))
         return observations, due
+
+    async def _observe_one(self, job: str, launched: datetime | None) -> Observation:
+        """The attempt from the index; a Job the watch has not shown by the time it would be
+        Lost is read from the API first (a lagging watch must not cause a second attempt);
+        a pod-less Job's FailedCreate Events are read for the refusal's words."""
+        uid = self.body.get("metadata", {}).get("uid")
+        seen = self.index.observe(self.namespace, job, uid)
+        now = _now()
+        if seen.state == "missing" and launched is not None and now >= launched + MISSING_GRACE:
+            body = await self.kube.get_job(self.namespace, job)
+            if body is not None:
+                self.index.on_job("ADDED", body)
+                seen = self.index.observe(self.namespace, job, uid)
+        if seen.pending and seen.reason == "PodNotCreated":
+            checked, message = self.refusals.get(job, (None, None))
+            old_enough = launched is None or now >= launched + REFUSAL_CHECK
+            if old_enough and (checked is None or now >= checked + REFUSAL_CHECK):
+                message = await self.kube.job_refusal(self.namespace, job) or message
+                self.refusals[job] = (now, message)
+            if message:
+                seen = self.index.observe(self.namespace, job, uid, refused=message)
+        return seen
 
     async def _resolve(
         self, run: WorkflowRun, status: WorkflowRunStatus | None
@@ -196,6 +289,7 @@ class RunWorker:
             ref = run.spec.workflow_ref.name
             body = await self.kube.get_workflow(self.namespace, ref)
             if body is None:
+                await self._wait_for_workflow(run, ref, status)
                 raise Invalid(
                     [
                         Issue(
@@ -227,6 +321,39 @@ class RunWorker:
         self.spec = spec
         return spec, params
 
+    async def _wait_for_workflow(
+        self, run: WorkflowRun, ref: str, status: WorkflowRunStatus | None
+    ) -> None:
+        """Within workflowWaitSeconds of its creation a run waits for its Workflow (Pending,
+        WorkflowNotFound, an Event once): `kubectl apply -f dir/` may create it first. Raises
+        WaitForWorkflow; returns when the wait is over (the run is then Invalid)."""
+        created = self.body.get("metadata", {}).get("creationTimestamp")
+        now = _now()
+        start = parse_time(created) if isinstance(created, str) and created else now
+        until = start + timedelta(seconds=run.spec.workflow_wait_seconds)
+        if now >= until:
+            return
+        if status is None or status.reason != "WorkflowNotFound":
+            message = (
+                f'Workflow "{ref}" not found in namespace {self.namespace}; waiting up to '
+                f"{run.spec.workflow_wait_seconds}s (spec.workflowWaitSeconds) for it"
+            )
+            stamp = format_time(now)
+            generation = self.body["metadata"].get("generation")
+            await self._persist(
+                WorkflowRunStatus(
+                    phase="Pending",
+                    reason="WorkflowNotFound",
+                    message=message,
+                    observed_generation=generation,
+                    conditions=set_condition(
+                        None, "Succeeded", "Unknown", "WorkflowNotFound", message, stamp, generation
+                    ),
+                )
+            )
+            self.kube.post_event_later(self.body, "Warning", "WorkflowNotFound", message, now)
+        raise WaitForWorkflow(until)
+
     async def _invalid(self, issues: list[Issue]) -> None:
         shown = "; ".join(str(i) for i in issues[:MAX_MESSAGE_ISSUES])
         if len(issues) > MAX_MESSAGE_ISSUES:
@@ -252,15 +379,24 @@ class RunWorker:
         old = self.written.dump() if self.written is not None else self.body.get("status") or {}
         patch = merge_patch(old, new)
         if patch:
-            await self.kube.patch_run_status(self.namespace, self.name, patch)
+            fence = self.rv or self.body.get("metadata", {}).get("resourceVersion")
+            try:
+                answer = await self.kube.patch_run_status(self.namespace, self.name, patch, fence)
+            except ApiError as err:
+                if err.status != 409:
+                    raise
+                fresh = await self.kube.get_run(self.namespace, self.name)
+                if fresh is not None:
+                    self.body = fresh
+                self.written, self.rv, self.spec = None, None, None
+                raise Conflict(str(err)) from err
+            self.rv = (answer.get("metadata") or {}).get("resourceVersion") or None
         self.written = status
 
     async def _carry_out(self, decision: Decision, now: datetime) -> None:
         launches = [a for a in decision.actions if isinstance(a, Launch)]
         if launches:
-            await asyncio.gather(
-                *(self.kube.create_job(self.namespace, build_job(a, self.body)) for a in launches)
-            )
+            await asyncio.gather(*(self._launch(a, now) for a in launches))
         for action in decision.actions:
             if isinstance(action, Stop):
                 await self.kube.delete_job(self.namespace, action.job_name)
@@ -273,6 +409,21 @@ class RunWorker:
                     *(self.kube.get_cache(self.namespace, k, now) for k in action.keys)
                 )
                 self.answers.update(zip(action.keys, answers, strict=True))
+
+    async def _launch(self, launch: Launch, now: datetime) -> None:
+        """Delete the previous attempt's Job, then create this one's; a refusal is recorded
+        to fail the attempt (JobRejected) instead of retrying the step forever."""
+        if launch.replaces:
+            await self.kube.delete_job(self.namespace, launch.replaces)
+        try:
+            await self.kube.create_job(self.namespace, build_job(launch, self.body))
+        except JobRejected as err:
+            message = f"the API refused Job {launch.job_name} ({err.status}): {err}"
+            self.rejected[launch.job_name] = Observation(
+                "failed", reason="JobRejected", message=message, permanent=err.permanent
+            )
+            text = f'task "{launch.task}": {message}'
+            self.kube.post_event_later(self.body, "Warning", "JobRejected", text, now)
 
     async def _expire(self, status: WorkflowRunStatus) -> datetime | None:
         """Delete a finished run once its workflow's ttlSecondsAfterFinished has passed."""

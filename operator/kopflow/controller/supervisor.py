@@ -102,6 +102,11 @@ class Supervisor:
             self.workflows.pop(key, None)
             return
         self.workflows[key] = body
+        if event_type in ("ADDED", None):  # runs waiting for this Workflow start now
+            for (namespace, _), worker in self.workers.items():
+                ref = (worker.body.get("spec") or {}).get("workflowRef") or {}
+                if namespace == key[0] and ref.get("name") == key[1]:
+                    worker.wake.set()
         observed = (body.get("status") or {}).get("observedGeneration")
         if self.active and observed != meta.get("generation"):
             task = asyncio.create_task(self._validate(key, body))

@@ -46,6 +46,9 @@ class Launch:
     service_account_name: str | None = None
     on_failure: bool = False
     """The task is an onFailure handler."""
+    replaces: str | None = None
+    """The previous attempt's job: delete it first, so no two attempts of a task ever run at
+    once (a Lost attempt may still be running somewhere)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Stop:
 
     job_name: str
     task: str
-    reason: Literal["Timeout", "Cancelled", "DeadlineExceeded"]
+    reason: Literal["Timeout", "Cancelled", "DeadlineExceeded", "PodPending"]
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,19 @@ def timeout_of(task: Task, defaults: TaskDefaults | None) -> int | None:
     return defaults.timeout_seconds
 
 
+POD_PENDING_TIMEOUT = 600
+"""Seconds an attempt's pod may take to start when podPendingTimeoutSeconds is unset."""
+
+
+def pod_pending_timeout_of(task: Task, defaults: TaskDefaults | None) -> int:
+    """The effective podPendingTimeoutSeconds, without building the merged task."""
+    if task.pod_pending_timeout_seconds is not None:
+        return task.pod_pending_timeout_seconds
+    if defaults is not None and defaults.pod_pending_timeout_seconds is not None:
+        return defaults.pod_pending_timeout_seconds
+    return POD_PENDING_TIMEOUT
+
+
 def snapshot(spec: WorkflowSpec) -> dict[str, Any]:
     """The spec as the user wrote it (unset defaults left out), for `status.workflow`: small,
     and parsed back to the same spec."""

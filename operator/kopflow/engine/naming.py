@@ -11,6 +11,8 @@ import re
 
 MAX_LABEL = 63
 HASH_CHARS = 10
+JOB_HASH_CHARS = 8
+"""Enough against collisions among one namespace's Jobs; short enough to keep names readable."""
 _INVALID = re.compile(r"[^a-z0-9-]+")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -26,13 +28,13 @@ def _fit(text: str, suffix: str, digest: str) -> str:
     return f"{head}{tail}" if head else tail.lstrip("-")
 
 
-def job_name(run: str, task: str, attempt: int) -> str:
-    """`<run>-<task>-<attempt>`; when that is not a valid label of at most 63 characters, its
-    readable start plus a stable hash of run, task and attempt, still ending `-<attempt>`."""
-    name = f"{run}-{task}-{attempt}"
-    if len(name) <= MAX_LABEL and DNS_LABEL.match(name):
-        return name
-    return _fit(f"{run}-{task}", f"-{attempt}", _digest(run, task, str(attempt)))
+def job_name(run: str, task: str, attempt: int, uid: str = "") -> str:
+    """`<run>-<task>-<hash>-<attempt>`, at most 63 characters: a readable start (cut when
+    long) plus a short hash of the run's uid, run, task and attempt. The hash keeps names
+    unique across runs (run `a-b` task `c` and run `a` task `b-c` differ; so do two
+    incarnations of one run name) and deterministic, so a relaunch after a crash is a 409."""
+    digest = hashlib.sha256("\0".join((uid, run, task, str(attempt))).encode()).hexdigest()
+    return _fit(f"{run}-{task}", f"-{attempt}", digest[:JOB_HASH_CHARS])
 
 
 def label_value(value: str) -> str:

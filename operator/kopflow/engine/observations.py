@@ -34,6 +34,13 @@ class Observation:
     """When the container or process started."""
     finished_at: datetime | None = None
     """When it ended; the retry backoff counts from here (from `now` when unknown)."""
+    pending: bool = False
+    """`running` but not started yet: no pod (refused at admission: FailedCreate), pod not
+    scheduled, image not pulled, container not created; reason and message say why, as the
+    API put it. The engine fails such an attempt after podPendingTimeoutSeconds."""
+    permanent: bool = False
+    """`failed` in a way no retry can mend (the API refuses the Job as written: 400, 422):
+    the retry policy is not consulted."""
 
 
 MISSING = Observation("missing")

@@ -46,7 +46,13 @@ from kopflow.engine.decisions import (
     Stop,
     StoreCache,
 )
-from kopflow.engine.defaults import merge_defaults, retry_of, snapshot, timeout_of
+from kopflow.engine.defaults import (
+    merge_defaults,
+    pod_pending_timeout_of,
+    retry_of,
+    snapshot,
+    timeout_of,
+)
 from kopflow.engine.naming import job_name, labels
 from kopflow.engine.observations import MISSING, CacheEntry, Observation
 from kopflow.engine.outputs import OutputsError, parse_outputs
@@ -180,6 +186,8 @@ class _Step:
                 return
             if timeout is not None:
                 self.wakes.append(launched + timedelta(seconds=timeout))
+            if seen.pending and self._pod_pending(name, status, seen, launched):
+                return
             if seen.state == "missing":
                 self.wakes.append(launched + MISSING_GRACE)
             return
@@ -198,7 +206,27 @@ class _Step:
             grace = int(MISSING_GRACE.total_seconds())
             seen = Observation("lost", message=f"job {job} not found {grace}s after its launch")
         kind, reason, detail = classify(seen)
-        self._attempt_failed(name, status, kind, seen.exit_code, reason, detail, finished)
+        self._attempt_failed(
+            name, status, kind, seen.exit_code, reason, detail, finished, seen.permanent
+        )
+
+    def _pod_pending(
+        self, name: str, status: TaskStatus, seen: Observation, launched: datetime
+    ) -> bool:
+        """Fail an attempt whose pod has not started within podPendingTimeoutSeconds of its
+        launch (True), with the reason and words the API gave; else wake at that time."""
+        limit = pod_pending_timeout_of(self.plan.tasks[name], self.defaults)
+        due = launched + timedelta(seconds=limit)
+        if self.now < due:
+            self.wakes.append(due)
+            return False
+        self._stop(name, status, "PodPending")
+        message = f"the pod did not start within podPendingTimeoutSeconds={limit}"
+        if seen.message:
+            message += f": {seen.message}"
+        reason = seen.reason or "PodPending"
+        self._attempt_failed(name, status, "Failed", None, reason, message, self.now)
+        return True
 
     def _record(
         self,
@@ -263,11 +291,13 @@ class _Step:
         reason: str,
         message: str | None,
         finished: datetime,
+        permanent: bool = False,
     ) -> None:
-        """Retry the task after its backoff when the policy allows, else fail it."""
+        """Retry the task after its backoff when the policy allows (and a retry can help),
+        else fail it."""
         n = status.attempts
         retry = retry_of(self.plan.tasks[name], self.defaults)
-        again = retry is not None and should_retry(retry, kind, exit_code, n)
+        again = not permanent and retry is not None and should_retry(retry, kind, exit_code, n)
         detail = f"{_describe(reason, exit_code, message)} (attempt {n} of "
         detail += f"{(retry.limit if retry else 0) + 1})"
         common: dict[str, Any] = {
@@ -295,7 +325,7 @@ class _Step:
         self,
         name: str,
         status: TaskStatus,
-        reason: Literal["Timeout", "Cancelled", "DeadlineExceeded"],
+        reason: Literal["Timeout", "Cancelled", "DeadlineExceeded", "PodPending"],
     ) -> None:
         self.actions.append(Stop(status.job_name or "", name, reason))
 
@@ -468,7 +498,7 @@ class _Step:
     def _launch(self, name: str, status: TaskStatus, rendered: Task | None) -> None:
         task = rendered or render_task(self._task(name), self._context())
         n = status.attempts + 1
-        job = job_name(self.state.name, name, n)
+        job = job_name(self.state.name, name, n, self.state.uid)
         timeout = task.timeout_seconds
         self.actions.append(
             Launch(
@@ -486,6 +516,7 @@ class _Step:
                 pod=PodSettings(**{f: getattr(task, f) for f in POD_FIELDS}),
                 service_account_name=self.state.spec.service_account_name,
                 on_failure=name in self.plan.handlers,
+                replaces=status.job_name if status.attempts else None,
             )
         )
         self._set(

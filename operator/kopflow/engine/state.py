@@ -32,6 +32,9 @@ class RunState:
     """spec.scheduledTime (RFC 3339), for `{{ schedule.time }}`; else the run's start."""
     generation: int | None = None
     """metadata.generation, reported as observedGeneration."""
+    uid: str = ""
+    """metadata.uid (the local runner: a stable id per run); hashed into every Job name so
+    that no two runs' attempts share a name."""
 
     @classmethod
     def of(
@@ -53,6 +56,7 @@ class RunState:
             use_cache=run.spec.cache,
             scheduled_time=run.spec.scheduled_time,
             generation=generation,
+            uid=str((run.metadata.model_extra or {}).get("uid") or ""),
         )
 
 

@@ -177,11 +177,10 @@ def _true_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {c.get("type", ""): c for c in conditions if c.get("status") == "True"}
 
 
-STUCK_REASONS = frozenset(
-    {"CreateContainerConfigError", "CreateContainerError", "InvalidImageName", "ErrImageNeverPull"}
-)
-"""Waiting reasons a container never leaves by itself (a missing Secret or ConfigMap, a bad
-image name): the attempt failed, though the Job will never say so."""
+STUCK_REASONS = frozenset({"CreateContainerError", "InvalidImageName", "ErrImageNeverPull"})
+"""Waiting reasons a container never leaves by itself (a bad image name): the attempt failed,
+though the Job will never say so. Not CreateContainerConfigError: the Secret or ConfigMap it
+lacks may be created a second later; podPendingTimeoutSeconds bounds that wait."""
 
 
 def waiting(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -190,6 +189,36 @@ def waiting(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         if status.get("name") == CONTAINER:
             return (status.get("state") or {}).get("waiting") or None
     return None
+
+
+def _container_state(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or ():
+        if status.get("name") == CONTAINER:
+            state: Mapping[str, Any] = status.get("state") or {}
+            return state
+    return None
+
+
+def pending(
+    pod: Mapping[str, Any] | None, refused: str | None = None
+) -> tuple[str, str | None] | None:
+    """Why the attempt's container has not started, as (reason, the API's words); None once
+    it runs. refused: the message of the Job's FailedCreate Event (the pod was refused at
+    admission: Pod Security, a quota, a missing ServiceAccount)."""
+    if pod is None:
+        return ("FailedCreate", refused) if refused else ("PodNotCreated", None)
+    state = _container_state(pod)
+    if state is not None and ("running" in state or "terminated" in state):
+        return None
+    wait = (state or {}).get("waiting") or {}
+    if wait.get("reason") and wait.get("reason") != "ContainerCreating":
+        return str(wait["reason"]), wait.get("message")
+    for condition in (pod.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return str(condition.get("reason") or "Unschedulable"), condition.get("message")
+    if state is None and (pod.get("status") or {}).get("phase") not in (None, "Pending"):
+        return None
+    return str(wait.get("reason") or "PodPending"), wait.get("message")
 
 
 def terminated(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -210,9 +239,12 @@ def finished(job: Mapping[str, Any]) -> bool:
     return any(c in _true_conditions(job) for c in FINISHED_CONDITIONS)
 
 
-def observe(job: Mapping[str, Any] | None, pod: Mapping[str, Any] | None) -> Observation:
+def observe(
+    job: Mapping[str, Any] | None, pod: Mapping[str, Any] | None, refused: str | None = None
+) -> Observation:
     """What one attempt's Job and its Pod say; a terminated container decides first, because
-    it is known before the Job controller writes its condition."""
+    it is known before the Job controller writes its condition. refused: the message of a
+    FailedCreate Event on the Job, when its pod was refused."""
     if job is None:
         return MISSING
     job_status = job.get("status") or {}
@@ -249,4 +281,7 @@ def observe(job: Mapping[str, Any] | None, pod: Mapping[str, Any] | None) -> Obs
             message = "the attempt's pod vanished before it finished"
             return Observation("lost", None, "Lost", message, None, started, when)
         return Observation("failed", None, reason, failed.get("message"), None, started, when)
+    why = pending(pod, refused)
+    if why is not None:
+        return Observation("running", None, why[0], why[1], started_at=started, pending=True)
     return Observation("running", started_at=started)

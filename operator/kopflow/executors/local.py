@@ -16,6 +16,7 @@ import signal
 import string
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -127,6 +128,8 @@ class LocalRun:
         self.answers: dict[str, CacheEntry | None] = {}
         self.status: WorkflowRunStatus | None = None
         self.cancelled = asyncio.Event()
+        self.uid = uuid.uuid4().hex
+        """This run's id: hashed into its attempts' names (log files), like a run's uid."""
         self.base_env = dict(os.environ)
         """Tasks inherit the runner's environment (PATH, HOME...), then get their own."""
 
@@ -167,6 +170,7 @@ class LocalRun:
             status=self.status,
             cancel=self.cancelled.is_set(),
             use_cache=self.options.use_cache,
+            uid=self.uid,
         )
         return reconcile(state, observations, self.answers, _now())
 

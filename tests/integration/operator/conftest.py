@@ -17,12 +17,14 @@ namespace (`-n`); on the emulator, fresh per test, it runs cluster-wide.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ from tests.support.apiserver_fixtures import WIDGET_CRD
 from tests.support.control_plane import ControlPlane
 from tests.support.informer import Cache, Obj
 from tests.support.kubelet import Kubelet
+
+from kopflow.engine.times import parse_time
 
 ROOT = Path(__file__).resolve().parents[3]
 GROUP, VERSION = "kopflow.dev", "v1alpha1"
@@ -361,6 +365,41 @@ class Kube:
             return wf if (wf or {}).get("status") else None
 
         found: dict[str, Any] = self.wait(written, timeout, f"status of Workflow {name}")
+        return found
+
+    def attempt_spans(self) -> dict[tuple[str, str], list[tuple[datetime, datetime, str]]]:
+        """(run, task) -> (start, end, pod) of every container that ran, from every Pod the
+        watch saw (deleted ones too). A container runs from its startedAt until its
+        finishedAt (or its pod's deletion plus grace, or now)."""
+        runs: dict[tuple[str, str], list[tuple[datetime, datetime, str]]] = {}
+        now = datetime.now(UTC)
+        for pod in list(self._pods.last.values()):
+            labels = pod["metadata"].get("labels") or {}
+            key = (labels.get("kopflow.dev/run", ""), labels.get("kopflow.dev/task", ""))
+            for c in (pod.get("status") or {}).get("containerStatuses") or ():
+                state = c.get("state") or {}
+                started = (state.get("running") or state.get("terminated") or {}).get("startedAt")
+                if not started:
+                    continue
+                end = (state.get("terminated") or {}).get("finishedAt")
+                meta = pod["metadata"]
+                if end is None and meta.get("deletionTimestamp"):
+                    grace = timedelta(seconds=meta.get("deletionGracePeriodSeconds") or 0)
+                    stop = parse_time(meta["deletionTimestamp"]) + grace
+                else:
+                    stop = parse_time(end) if end else now
+                runs.setdefault(key, []).append((parse_time(started), stop, meta["name"]))
+        return runs
+
+    def overlapping_attempts(self) -> list[tuple[str, str, str, str]]:
+        """Pairs of pods of one task whose containers ran at the same time: (run, task, pod,
+        pod). Empty when no task ever ran twice at once."""
+        found = []
+        for (run, task), spans in self.attempt_spans().items():
+            spans.sort()
+            for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+                if start < end:
+                    found.append((run, task, first, second))
         return found
 
     def jobs(self) -> list[dict[str, Any]]:

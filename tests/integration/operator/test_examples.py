@@ -8,6 +8,8 @@ import pytest
 from tests.integration.operator.conftest import Kube, Operator
 from tests.support import kubectl
 
+from kopflow.engine.naming import job_name
+
 
 def _tasks(run: dict[str, Any]) -> dict[str, Any]:
     return run["status"]["tasks"]  # type: ignore[no-any-return]
@@ -54,13 +56,12 @@ def test_flaky_succeeds_on_the_third_attempt(operator: Operator, kube: Kube) -> 
     assert task["attempts"] == 3
     assert [a["exitCode"] for a in task["history"]] == [3, 3, 0]
     assert "nextRetryAt" not in task  # cleared on the server, not left behind by the merge
+    uid = done["metadata"]["uid"]
+    attempts = [job_name("flaky-1", "unreliable", n, uid) for n in (1, 2, 3)]
+    assert set(attempts) <= set(kube.created_jobs)
+    # each retry deleted the previous attempt's Job first: only the last ones remain
     names = sorted(j["metadata"]["name"] for j in kube.jobs())
-    assert names == [
-        "flaky-1-after-1",
-        "flaky-1-unreliable-1",
-        "flaky-1-unreliable-2",
-        "flaky-1-unreliable-3",
-    ]
+    assert names == sorted([job_name("flaky-1", "after", 1, uid), attempts[2]])
 
 
 def test_the_job_is_what_the_cluster_needs(operator: Operator, kube: Kube) -> None:
@@ -69,7 +70,8 @@ def test_the_job_is_what_the_cluster_needs(operator: Operator, kube: Kube) -> No
     kube.wait_run(name)
     (job,) = kube.jobs()
     meta, spec = job["metadata"], job["spec"]
-    assert meta["name"] == f"{name}-greet-1"
+    assert meta["name"] == job_name(name, "greet", 1, created["metadata"]["uid"])
+    assert meta["name"].startswith(f"{name}-greet-")
     assert meta["labels"]["kopflow.dev/run"] == name
     assert meta["labels"]["kopflow.dev/task"] == "greet"
     assert meta["labels"]["kopflow.dev/attempt"] == "1"

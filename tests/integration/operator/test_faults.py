@@ -42,3 +42,4 @@ def test_runs_finish_correctly_under_injected_faults(operator: Operator, kube: K
     injected = kube.server.faults.injected
     assert sum(injected.values()) >= 10, injected
     assert {n: c for n, c in kube.created_jobs.items() if c > 1} == {}
+    assert kube.overlapping_attempts() == []

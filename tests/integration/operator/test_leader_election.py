@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from tests.integration.operator.conftest import Cluster, Kube, Operator
 
+from kopflow.engine.naming import job_name
+from kopflow.engine.times import parse_time
+
 LEASE_SECONDS = "3"
 
 
@@ -73,7 +76,8 @@ def test_only_the_leader_acts_and_a_follower_takes_over(
     leader.kill()
     run = kube.wait_run("ha", timeout=60)
     assert run["status"]["phase"] == "Succeeded"
-    assert sorted(kube.created_jobs) == [f"ha-s{i}-1" for i in range(6)]
+    uid = run["metadata"]["uid"]
+    assert sorted(kube.created_jobs) == sorted(job_name("ha", f"s{i}", 1, uid) for i in range(6))
     assert set(kube.created_jobs.values()) == {1}  # no Job created twice across the handover
     if emulated:
         creators = job_creators(kube)
@@ -83,3 +87,61 @@ def test_only_the_leader_acts_and_a_follower_takes_over(
         assert set(creators[switch:]) == {follower.pid}
     lease = kube.lease()
     assert lease is not None and f"_{follower.pid}_" in lease["spec"]["holderIdentity"]
+
+
+WRITES = frozenset({"create", "update", "patch", "delete"})
+
+
+@pytest.mark.emulator_only("cuts one replica off from its Lease by fault injection")
+def test_a_leader_cut_off_from_its_lease_stops_writing_before_the_other_takes_over(
+    replicas: list[Operator], kube: Kube
+) -> None:
+    chain = [
+        {
+            "name": f"s{i}",
+            "command": ["python3", "-c", "import time; time.sleep(0.3)"],
+            **({"dependsOn": [f"s{i - 1}"]} if i else {}),
+        }
+        for i in range(16)
+    ]
+    kube.create(
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "WorkflowRun",
+            "metadata": {"name": "fenced"},
+            "spec": {"workflow": {"taskDefaults": {"image": "busybox"}, "tasks": chain}},
+        }
+    )
+    kube.wait_task("fenced", "s1", "Running", timeout=30)
+    lease = kube.lease()
+    assert lease is not None
+    leader = next(op for op in replicas if f"_{op.pid}_" in lease["spec"]["holderIdentity"])
+    follower = next(op for op in replicas if op is not leader)
+    # the leader's Lease requests hang (a partition between it and the API, for the Lease);
+    # its writes to runs and Jobs still get through, so only its own fencing can stop them
+    kube.server.faults.configure(
+        slow=1.0,
+        delay=8.0,
+        resources={"leases.coordination.k8s.io"},
+        user_agent=f"pid {leader.pid}",
+    )
+
+    def taken() -> float | None:
+        held = kube.lease()
+        if held is None or f"_{follower.pid}_" not in (held["spec"]["holderIdentity"] or ""):
+            return None
+        return parse_time(held["spec"]["acquireTime"]).timestamp()
+
+    acquired = kube.wait(taken, 30, "the follower acquiring the Lease")
+    run = kube.wait_run("fenced", timeout=60)
+    assert run["status"]["phase"] == "Succeeded", run["status"].get("message")
+    late = [
+        (r.verb, r.resource, r.name, round(r.at - acquired, 3))
+        for r in kube.server.requests.recent
+        if f"(pid {leader.pid})" in r.user_agent
+        and r.verb in WRITES
+        and not r.resource.startswith(("leases", "events"))
+        and r.at >= acquired
+    ]
+    assert late == []
+    assert set(kube.created_jobs.values()) == {1}

@@ -1,5 +1,6 @@
-"""Kill the operator at many points of many runs: every run still finishes correctly, no Job
-is created twice, and no attempt is lost."""
+"""Kill the operator at many points of many runs (on the emulator also with 10 % of its API
+requests failing and some Jobs refused): every run still ends in its expected phase, no Job
+is created twice, no attempt is lost, and no task ever runs twice at once."""
 
 from __future__ import annotations
 
@@ -64,6 +65,31 @@ def workflow() -> dict[str, Any]:
     }
 
 
+BAD_TOLERATION = [{"key": "a", "operator": "Sometimes", "effect": "NoSchedule"}]
+"""Invalid: the real server refuses the Job (422)."""
+
+
+def doomed() -> dict[str, Any]:
+    """A workflow whose only task's Jobs are refused: by the real server (invalid), by the
+    emulator (a webhook-style denial of Jobs that mention `doomed`)."""
+    return {
+        "apiVersion": "kopflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "doomed"},
+        "spec": {
+            "taskDefaults": {"image": "python:3.12-slim"},
+            "tasks": [
+                {
+                    "name": "doomed",
+                    "retry": {"limit": 1, "backoff": {"seconds": 1}},
+                    "tolerations": BAD_TOLERATION,
+                    "command": [PY, "-c", "pass"],
+                }
+            ],
+        },
+    }
+
+
 def progress(kube: Kube) -> int:
     """A number that grows with every step of every run: Jobs created plus tasks finished."""
     done = 0
@@ -76,6 +102,21 @@ def progress(kube: Kube) -> int:
 def test_operator_killed_twenty_times_loses_nothing(operator: Operator, kube: Kube) -> None:
     rng = random.Random(20261128)
     kube.create(workflow())
+    kube.create(doomed())
+    emulated = kube.cluster.emulator is not None
+    if emulated:
+        kube.server.faults.configure(
+            seed=11,
+            conflict=0.025,
+            error=0.025,
+            throttle=0.025,
+            slow=0.025,
+            delay=0.3,
+            deny=1.0,
+            deny_match='"kopflow.dev/task":"doomed"',
+            user_agent="kopf",  # the operator's requests; not the test's
+        )
+    refused = [kube.run_ref(f"doomed-{i}", "doomed")["metadata"]["name"] for i in range(3)]
     names: list[str] = []
     kills = 0
     for wave in range(WAVES):
@@ -109,4 +150,15 @@ def test_operator_killed_twenty_times_loses_nothing(operator: Operator, kube: Ku
             assert len(jobs) == t["attempts"], (task, jobs, t)
     twice = {n: c for n, c in kube.created_jobs.items() if c > 1}
     assert twice == {}
+    for name in refused:
+        status = kube.wait_run(name, timeout=60)["status"]
+        assert (status["phase"], status["tasks"]["doomed"]["reason"]) == ("Failed", "JobRejected")
+        # a webhook's 403 is retried, an invalid Job (422) is not
+        assert status["tasks"]["doomed"]["attempts"] == (2 if emulated else 1)
+    if emulated:
+        assert kube.server.faults.injected["deny"] >= 6, kube.server.faults.injected
+        assert sum(kube.server.faults.injected.values()) >= 20, kube.server.faults.injected
+    spans = kube.attempt_spans()
+    assert sum(len(s) for s in spans.values()) >= 6 * len(names)  # the record is complete
+    assert kube.overlapping_attempts() == []
     assert operator.starts == kills + 1

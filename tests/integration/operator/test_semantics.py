@@ -103,8 +103,48 @@ def test_failure_skips_dependents_then_runs_on_failure(operator: Operator, kube:
     assert status["conditions"][0]["status"] == "False"
 
 
+def ref_doc(name: str, workflow: str, **run_spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kopflow.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": name},
+        "spec": {"workflowRef": {"name": workflow}, **run_spec},
+    }
+
+
+def test_a_run_waits_for_its_workflow_and_starts_when_it_appears(
+    operator: Operator, kube: Kube
+) -> None:
+    """`kubectl apply -f dir/` creates runs before their Workflow: the run waits, Pending."""
+    kube.create(ref_doc("early", "late"))
+    kube.create(ref_doc("hopeless", "never", workflowWaitSeconds=2))
+    pending = kube.wait(
+        lambda: (
+            (r := kube.run("early")).get("status", {}).get("reason") == "WorkflowNotFound" and r
+        ),
+        30,
+        "early waiting",
+    )
+    assert pending["status"]["phase"] == "Pending"
+    assert 'Workflow "late" not found' in pending["status"]["message"]
+    kube.wait_event("early", "WorkflowNotFound")
+    workflow = {"taskDefaults": {"image": "python:3.12-slim"}, "tasks": [sleeper("t", 0)]}
+    kube.create(
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": "late"},
+            "spec": workflow,
+        }
+    )
+    assert kube.wait_run("early", timeout=30)["status"]["phase"] == "Succeeded"
+    hopeless = kube.wait_run("hopeless", timeout=30)["status"]
+    assert hopeless["phase"] == "Invalid"
+    assert hopeless["message"].startswith('spec.workflowRef.name: Workflow "never" not found')
+
+
 def test_invalid_runs_end_invalid_with_an_event_and_no_jobs(operator: Operator, kube: Kube) -> None:
-    kube.run_ref("ghost", "nope")
+    kube.create(ref_doc("ghost", "nope", workflowWaitSeconds=0))
     cyclic = {"tasks": [sleeper("a", 0, dependsOn=["b"]), sleeper("b", 0, dependsOn=["a"])]}
     kube.create(run_doc("cycle", cyclic))
     kube.create(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.unit.engine.builders import FAIL, HANG, T0, Outcome, Sim, at, spec, stamp, task
 
-from kopflow.engine import RunState, reconcile
+from kopflow.engine import RunState, job_name, reconcile
 
 
 def test_a_failure_lets_running_tasks_finish_then_runs_on_failure_then_fails() -> None:
@@ -81,7 +81,7 @@ def test_the_run_deadline_stops_running_tasks_skips_the_rest_and_fails() -> None
     assert sim.step().requeue_at == at(100)
     status = sim.run()
     assert [(t, s.job_name, s.reason) for t, s in sim.stops] == [
-        (at(100), "run-long-1", "DeadlineExceeded")
+        (at(100), job_name("run", "long", 1), "DeadlineExceeded")
     ]
     assert (sim.task("long").phase, sim.task("long").reason) == ("Failed", "DeadlineExceeded")
     assert (sim.task("next").phase, sim.task("next").reason) == ("Skipped", "DeadlineExceeded")
@@ -118,7 +118,9 @@ def test_cancel_stops_running_tasks_and_cancels_the_rest() -> None:
     sim.step()
     sim.now = at(5)
     decision = sim.step(cancel=True)
-    assert [(s.job_name, s.reason) for s in decision.stops] == [("run-a-1", "Cancelled")]
+    assert [(s.job_name, s.reason) for s in decision.stops] == [
+        (job_name("run", "a", 1), "Cancelled")
+    ]
     assert decision.launches == []
     assert sim.phases() == {"a": "Cancelled", "b": "Cancelled"}
     assert sim.task("a").finished_at == stamp(5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -15,8 +16,20 @@ NAME = st.from_regex(r"[a-z0-9]([-a-z0-9.]{0,120}[a-z0-9])?", fullmatch=True)
 TASK = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
 
 
-def test_short_names_are_run_task_attempt() -> None:
-    assert job_name("daily-etl-28469100", "extract", 3) == "daily-etl-28469100-extract-3"
+def test_names_read_run_task_attempt_with_a_hash_of_the_run_uid() -> None:
+    name = job_name("daily-etl-28469100", "extract", 3, "uid-1")
+    assert re.fullmatch(r"daily-etl-28469100-extract-[0-9a-f]{8}-3", name)
+    assert name == job_name("daily-etl-28469100", "extract", 3, "uid-1")
+    # the same run name re-created (another uid) never meets the old run's Jobs
+    assert name != job_name("daily-etl-28469100", "extract", 3, "uid-2")
+
+
+def test_runs_whose_run_and_task_spell_the_same_get_different_jobs() -> None:
+    """Run `a-b` task `c` and run `a` task `b-c`: once both `a-b-c-1`."""
+    one, two = job_name("a-b", "c", 1, "uid-1"), job_name("a", "b-c", 1, "uid-2")
+    assert one.startswith("a-b-c-") and two.startswith("a-b-c-") and one != two
+    # and even with no uid at all (a local run) the hash covers the split
+    assert job_name("a-b", "c", 1) != job_name("a", "b-c", 1)
 
 
 def test_long_names_are_shortened_with_a_stable_hash() -> None:

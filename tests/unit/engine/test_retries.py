@@ -6,7 +6,7 @@ import pytest
 from tests.unit.engine.builders import FAIL, HANG, OK, T0, Outcome, Sim, at, spec, stamp, task
 
 from kopflow.api.workflow import Backoff, Retry
-from kopflow.engine import Observation, backoff_seconds
+from kopflow.engine import Observation, backoff_seconds, job_name
 from kopflow.engine.retry import failure_kind, should_retry
 
 
@@ -77,7 +77,7 @@ def test_a_retrying_task_shows_when_it_runs_next_and_wakes_the_executor_then() -
     sim.now = at(19)
     assert sim.step().launches == []
     sim.now = at(20)
-    assert [a.job_name for a in sim.step().launches] == ["run-t-2"]
+    assert [a.job_name for a in sim.step().launches] == [job_name("run", "t", 2)]
 
 
 def test_fractional_backoff_rounds_the_retry_time_up() -> None:
@@ -138,7 +138,9 @@ def test_a_task_past_its_timeout_is_stopped_and_counts_as_timeout() -> None:
     assert sim.step().requeue_at == at(60)
     sim.now = at(60)
     decision = sim.step()
-    assert [(s.job_name, s.reason) for s in decision.stops] == [("run-slow-1", "Timeout")]
+    assert [(s.job_name, s.reason) for s in decision.stops] == [
+        (job_name("run", "slow", 1), "Timeout")
+    ]
     slow = sim.task("slow")
     assert (slow.phase, slow.reason) == ("Retrying", "Timeout")
     assert "exceeded timeoutSeconds=60" in (slow.message or "")

@@ -7,7 +7,7 @@ from dataclasses import replace
 from tests.unit.engine.builders import OK, T0, Outcome, Sim, at, decide, env, spec, stamp, task
 
 from kopflow.api.workflow import WorkflowSpec
-from kopflow.engine import Observation, RunState, reconcile
+from kopflow.engine import Observation, RunState, job_name, reconcile
 
 
 def test_a_task_waits_for_its_dependencies(diamond: WorkflowSpec) -> None:
@@ -50,17 +50,21 @@ def test_without_parallelism_every_ready_task_starts_at_once() -> None:
 def test_a_launch_is_recorded_in_status_in_the_same_decision() -> None:
     decision = decide(spec(task("hello")))
     hello = (decision.status.tasks or {})["hello"]
-    assert (hello.phase, hello.attempts, hello.job_name) == ("Running", 1, "run-hello-1")
+    assert (hello.phase, hello.attempts, hello.job_name) == (
+        "Running",
+        1,
+        job_name("run", "hello", 1),
+    )
     assert hello.started_at == hello.attempt_started_at == stamp(0)
     assert decision.status.phase == "Running" and decision.status.started_at == stamp(0)
-    assert [a.job_name for a in decision.launches] == ["run-hello-1"]
+    assert [a.job_name for a in decision.launches] == [job_name("run", "hello", 1)]
 
 
 def test_the_same_input_twice_gives_the_same_status_and_no_new_actions() -> None:
     s = spec(task("a"), task("b", "a"))
     first = decide(s)
     state = RunState("run", "default", s, status=first.status)
-    seen = {"run-a-1": Observation("running")}
+    seen = {job_name("run", "a", 1): Observation("running")}
     again = reconcile(state, seen, {}, at(5))
     assert again.status == first.status
     assert again.actions == () and not again.changed and again.events == ()

@@ -131,7 +131,8 @@ def test_failures_timeouts_evictions_and_vanished_pods() -> None:
     assert observe(job_with("Complete"), None).state == "succeeded"
 
 
-def test_a_container_that_can_never_start_fails_the_attempt() -> None:
+def test_a_container_that_cannot_start_yet_is_pending_with_the_apis_words() -> None:
+    """A missing Secret may appear a second later: pending (podPendingTimeout bounds it)."""
     missing = pod(
         {
             "waiting": {
@@ -141,10 +142,46 @@ def test_a_container_that_can_never_start_fails_the_attempt() -> None:
         }
     )
     seen = observe(JOB_RUNNING, missing)
-    assert (seen.state, seen.reason) == ("failed", "CreateContainerConfigError")
+    assert (seen.state, seen.pending, seen.reason) == (
+        "running",
+        True,
+        "CreateContainerConfigError",
+    )
     assert seen.message == 'secret "warehouse" not found'
-    pulling = pod({"waiting": {"reason": "ImagePullBackOff"}})
-    assert observe(JOB_RUNNING, pulling).state == "running"  # may recover; timeouts bound it
+    pulling = observe(JOB_RUNNING, pod({"waiting": {"reason": "ImagePullBackOff"}}))
+    assert (pulling.state, pulling.pending, pulling.reason) == ("running", True, "ImagePullBackOff")
+    bad = observe(JOB_RUNNING, pod({"waiting": {"reason": "InvalidImageName"}}))
+    assert bad.state == "failed"  # a bad image name never mends itself
+    started = observe(JOB_RUNNING, pod({"running": {"startedAt": "2026-11-28T08:00:01Z"}}))
+    assert (started.state, started.pending) == ("running", False)
+
+
+def test_a_pod_that_is_refused_or_unschedulable_is_pending_with_the_reason() -> None:
+    nopod = observe(JOB_RUNNING, None)
+    assert (nopod.state, nopod.pending, nopod.reason) == ("running", True, "PodNotCreated")
+    refused = observe(JOB_RUNNING, None, 'pods "x" is forbidden: violates PodSecurity')
+    assert (refused.reason, refused.message) == (
+        "FailedCreate",
+        'pods "x" is forbidden: violates PodSecurity',
+    )
+    unschedulable = pod({})
+    unschedulable["status"] = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/1 nodes are available",
+            }
+        ],
+    }
+    seen = observe(JOB_RUNNING, unschedulable)
+    assert (seen.pending, seen.reason, seen.message) == (
+        True,
+        "Unschedulable",
+        "0/1 nodes are available",
+    )
 
 
 def test_podman_argv_keeps_values_out_of_argv_and_replaces_the_entrypoint() -> None:

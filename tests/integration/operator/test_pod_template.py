@@ -208,15 +208,16 @@ def test_examples_run_in_a_restricted_namespace_as_non_root(operator: Operator, 
 
 
 @pytest.mark.real_only("Pod Security admission")
-@pytest.mark.xfail(strict=True, reason="issue 11: a pod refused by admission fails the attempt")
 def test_a_template_breaking_restricted_fails_the_attempt_with_the_admission_message(
     operator: Operator, kube: Kube
 ) -> None:
     _restrict(kube)
     template = {"securityContext": NON_ROOT, "containerSecurityContext": {"privileged": True}}
     (doc,) = _example("hello.yaml")
-    name = kube.create(_with_template(doc, template))["metadata"]["name"]
-    run = kube.wait_run(name, timeout=10)
+    doc = _with_template(doc, template)
+    doc["spec"]["workflow"]["taskDefaults"]["podPendingTimeoutSeconds"] = 2
+    name = kube.create(doc)["metadata"]["name"]
+    run = kube.wait_run(name, timeout=30)
     assert run["status"]["phase"] == "Failed"
     assert "violates PodSecurity" in run["status"]["tasks"]["greet"]["message"]
 

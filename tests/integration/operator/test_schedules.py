@@ -1,0 +1,145 @@
+"""Cron schedules on both backends: one run per slot, even with two operators or a restart.
+
+Time: the operators run with a hidden fast clock (`--clock-anchor NOW --clock-rate 20`): the
+scheduler's clock equals the wall clock when the Workflow is created and then runs 20 times
+faster, so a per-minute schedule fires every 3 s of wall time. Operators given the same anchor
+agree on the time, so races between them are real races. Runs and Jobs keep the wall clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.operator.conftest import Cluster, Kube, Operator
+
+RATE = 20
+SLOT = 60 / RATE
+"""Wall seconds between the slots of `* * * * *`."""
+
+
+def scheduled(
+    name: str, cron: str = "* * * * *", sleep: float = 0.2, **schedule: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "kopflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": {"cron": cron, **schedule},
+            "parameters": [{"name": "when", "default": "{{ schedule.time }}"}],
+            "taskDefaults": {"image": "python:3.12-slim"},
+            "tasks": [
+                {
+                    "name": "a",
+                    "args": ["{{ params.when }}"],
+                    "command": ["python3", "-c", f"import time; time.sleep({sleep})"],
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture
+def fast(cluster: Cluster, tmp_path: Path) -> Iterator[list[Operator]]:
+    """Operators factory state: every operator started by `start_fast` is stopped at the end."""
+    started: list[Operator] = []
+    yield started
+    for op in started:
+        op.stop()
+        if op.log.exists():
+            print(op.log.read_text()[-8000:])
+
+
+def start_fast(cluster: Cluster, fast: list[Operator], anchor: float, tmp: Path) -> Operator:
+    op = Operator(
+        cluster,
+        tmp / f"operator-{len(fast)}.log",
+        "--clock-anchor",
+        str(anchor),
+        "--clock-rate",
+        str(RATE),
+    )
+    op.start()
+    fast.append(op)
+    return op
+
+
+def runs_of(kube: Kube, workflow: str) -> dict[str, dict[str, Any]]:
+    return {
+        r["metadata"]["name"]: r
+        for r in kube.watched_runs()
+        if (r["metadata"].get("labels") or {}).get("kopflow.dev/workflow") == workflow
+    }
+
+
+def assert_once_per_slot(kube: Kube, workflow: str) -> list[str]:
+    """Every run of the workflow was created once, under its slot's name, slots one minute apart."""
+    names = sorted(n for n in kube._runs.added if n.startswith(workflow + "-"))
+    assert names, "no scheduled run"
+    assert all(kube._runs.added[n] == 1 for n in names), dict(kube._runs.added)
+    slots = [datetime.strptime(n[-13:], "%Y%m%d-%H%M") for n in names]
+    assert all(b - a == timedelta(minutes=1) for a, b in itertools.pairwise(slots)), names
+    return names
+
+
+def test_a_per_minute_schedule_creates_one_run_per_slot_with_the_slot_time(
+    cluster: Cluster, kube: Kube, fast: list[Operator], tmp_path: Path
+) -> None:
+    start_fast(cluster, fast, time.time(), tmp_path)
+    kube.create(scheduled("tick"))
+    kube.wait(lambda: len(runs_of(kube, "tick")) >= 3, 8 * SLOT + 20, "three scheduled runs")
+    names = assert_once_per_slot(kube, "tick")
+    first = kube.wait_run(names[0], "Succeeded", timeout=30)
+    when = first["spec"]["scheduledTime"]
+    assert first["metadata"]["labels"]["kopflow.dev/slot"] == names[0][len("tick-") :]
+    assert when.endswith(":00Z") and when[11:16].replace(":", "") == names[0][-4:]
+    assert first["status"]["parameters"]["when"] == when  # the slot's time, not the wall clock
+
+    def status() -> Any:
+        wf = kube._workflows.items.get("tick") or {}
+        s = wf.get("status") or {}
+        return s if s.get("lastSuccessfulTime") and s.get("nextScheduleTime") else None
+
+    s = kube.wait(status, 30, "schedule status")
+    assert s["lastScheduleTime"] < s["nextScheduleTime"]
+    assert s["lastRunName"].startswith("tick-")
+
+
+def test_two_operators_racing_and_a_restart_never_create_a_slot_twice(
+    cluster: Cluster, kube: Kube, fast: list[Operator], tmp_path: Path
+) -> None:
+    anchor = time.time()
+    one = start_fast(cluster, fast, anchor, tmp_path)
+    start_fast(cluster, fast, anchor, tmp_path)
+    kube.create(scheduled("race"))
+    kube.wait(lambda: len(runs_of(kube, "race")) >= 2, 6 * SLOT + 20, "two scheduled runs")
+    one.kill()  # mid-slot, as a crash
+    one.start()
+    seen = len(runs_of(kube, "race"))
+    kube.wait(lambda: len(runs_of(kube, "race")) >= seen + 2, 6 * SLOT + 20, "two more runs")
+    assert_once_per_slot(kube, "race")
+
+
+def test_forbid_skips_slots_while_a_scheduled_run_is_active(
+    cluster: Cluster, kube: Kube, fast: list[Operator], tmp_path: Path
+) -> None:
+    start_fast(cluster, fast, time.time(), tmp_path)
+    kube.create(scheduled("lone", sleep=2.5 * SLOT, concurrencyPolicy="Forbid"))
+
+    def skipped() -> Any:
+        s = (kube._workflows.items.get("lone") or {}).get("status") or {}
+        return s if (s.get("skipped") or 0) >= 1 else None
+
+    kube.wait(skipped, 6 * SLOT + 20, "a skipped slot")
+    kube.wait_event("lone", "SlotSkipped")
+    runs = list(runs_of(kube, "lone").values())
+    active = [
+        r for r in runs if (r.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    ]
+    assert len(active) <= 1

@@ -25,13 +25,12 @@ from kopflow.controller.http import MERGE_PATCH, ApiError
 from kopflow.controller.kube import Kube
 from kopflow.engine.naming import label_value
 from kopflow.engine.schedule import (
-    SLOT_LABEL,
     WORKFLOW_LABEL,
     ScheduledRun,
     plan,
+    run_body,
     run_name,
     slot_id,
-    slot_time,
 )
 from kopflow.engine.times import format_time, parse_time
 from kopflow.engine.validation import validate_spec
@@ -211,31 +210,8 @@ class ScheduleLoop:
     ) -> bool:
         """Create the slot's run; False when it exists already (the slot is taken)."""
         meta = workflow["metadata"]
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "WorkflowRun",
-            "metadata": {
-                "name": name,
-                "labels": {
-                    WORKFLOW_LABEL: label_value(meta["name"]),
-                    SLOT_LABEL: slot_id(schedule, slot),
-                    "app.kubernetes.io/managed-by": "kopflow",
-                },
-                "ownerReferences": [
-                    {
-                        "apiVersion": API_VERSION,
-                        "kind": "Workflow",
-                        "name": meta["name"],
-                        "uid": meta["uid"],
-                        "controller": True,
-                    }
-                ],
-            },
-            "spec": {
-                "workflowRef": {"name": meta["name"]},
-                "scheduledTime": slot_time(schedule, slot),
-            },
-        }
+        body = run_body(meta["name"], meta.get("uid"), schedule, slot)
+        assert body["metadata"]["name"] == name
         path = f"/apis/{API_VERSION}/namespaces/{meta['namespace']}/workflowruns"
         try:
             await self.kube.http.request("POST", path, body)

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
 from kopflow.api.run import FINISHED_RUN_PHASES
-from kopflow.api.workflow import Schedule, WorkflowSpec
-from kopflow.engine.naming import MAX_LABEL, _digest, _fit
+from kopflow.api.workflow import API_VERSION, Schedule, WorkflowSpec
+from kopflow.engine.naming import MAX_LABEL, _digest, _fit, label_value
 
 WORKFLOW_LABEL = "kopflow.dev/workflow"
 """On every scheduled run: the Workflow whose schedule created it."""
@@ -99,6 +100,39 @@ def slot_time(schedule: Schedule, slot: datetime) -> str:
     local = slot.astimezone(ZoneInfo(schedule.timezone)).replace(microsecond=0)
     text = local.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def slot_text(text: str) -> str:
+    """A user's time (RFC 3339; no offset means UTC) as scheduledTime, keeping its offset."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    text = moment.replace(microsecond=0).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def run_body(workflow: str, uid: str | None, schedule: Schedule, slot: datetime) -> dict[str, Any]:
+    """The WorkflowRun of one slot: named and labelled by the slot, owned by the Workflow (so
+    deleting the Workflow deletes its scheduled runs)."""
+    meta: dict[str, Any] = {
+        "name": run_name(workflow, schedule, slot),
+        "labels": {
+            WORKFLOW_LABEL: label_value(workflow),
+            SLOT_LABEL: slot_id(schedule, slot),
+            "app.kubernetes.io/managed-by": "kopflow",
+        },
+    }
+    if uid:
+        meta["ownerReferences"] = [
+            {"apiVersion": API_VERSION, "kind": "Workflow", "name": workflow, "uid": uid,
+             "controller": True}
+        ]  # fmt: skip
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "WorkflowRun",
+        "metadata": meta,
+        "spec": {"workflowRef": {"name": workflow}, "scheduledTime": slot_time(schedule, slot)},
+    }
 
 
 def run_name(workflow: str, schedule: Schedule, slot: datetime) -> str:

@@ -48,6 +48,8 @@ class RunOptions:
     env_sources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Secret/ConfigMap name -> keys, from --env-file."""
     kill_grace_seconds: float = 3.0
+    scheduled_time: str | None = None
+    """`{{ schedule.time }}` (--schedule-time); the run's start when unset."""
 
 
 def run_name(base: str) -> str:
@@ -163,6 +165,7 @@ class LocalRun:
             status=self.status,
             cancel=self.cancelled.is_set(),
             use_cache=self.options.use_cache,
+            scheduled_time=self.options.scheduled_time,
         )
         return reconcile(state, observations, self.answers, _now())
 

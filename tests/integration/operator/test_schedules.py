@@ -24,7 +24,11 @@ SLOT = 60 / RATE
 
 
 def scheduled(
-    name: str, cron: str = "* * * * *", sleep: float = 0.2, **schedule: Any
+    name: str,
+    cron: str = "* * * * *",
+    sleep: float = 0.2,
+    spec: dict[str, Any] | None = None,
+    **schedule: Any,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "kopflow.dev/v1alpha1",
@@ -34,6 +38,7 @@ def scheduled(
             "schedule": {"cron": cron, **schedule},
             "parameters": [{"name": "when", "default": "{{ schedule.time }}"}],
             "taskDefaults": {"image": "python:3.12-slim"},
+            **(spec or {}),
             "tasks": [
                 {
                     "name": "a",
@@ -78,9 +83,18 @@ def runs_of(kube: Kube, workflow: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def created(kube: Kube, workflow: str) -> list[str]:
+    """Names of the workflow's scheduled runs ever created (deleted ones included)."""
+    return sorted(n for n in kube._runs.added if n.startswith(workflow + "-"))
+
+
+def phase(run: dict[str, Any]) -> str | None:
+    return (run.get("status") or {}).get("phase")
+
+
 def assert_once_per_slot(kube: Kube, workflow: str) -> list[str]:
     """Every run of the workflow was created once, under its slot's name, slots one minute apart."""
-    names = sorted(n for n in kube._runs.added if n.startswith(workflow + "-"))
+    names = created(kube, workflow)
     assert names, "no scheduled run"
     assert all(kube._runs.added[n] == 1 for n in names), dict(kube._runs.added)
     slots = [datetime.strptime(n[-13:], "%Y%m%d-%H%M") for n in names]
@@ -88,18 +102,25 @@ def assert_once_per_slot(kube: Kube, workflow: str) -> list[str]:
     return names
 
 
-def test_a_per_minute_schedule_creates_one_run_per_slot_with_the_slot_time(
+def test_a_per_minute_schedule_creates_one_run_per_slot_and_keeps_its_history_limit(
     cluster: Cluster, kube: Kube, fast: list[Operator], tmp_path: Path
 ) -> None:
     start_fast(cluster, fast, time.time(), tmp_path)
-    kube.create(scheduled("tick"))
-    kube.wait(lambda: len(runs_of(kube, "tick")) >= 3, 8 * SLOT + 20, "three scheduled runs")
+    kube.create(scheduled("tick", spec={"successfulRunsHistoryLimit": 1}))
+    kube.wait(lambda: len(created(kube, "tick")) >= 3, 8 * SLOT + 20, "three scheduled runs")
     names = assert_once_per_slot(kube, "tick")
-    first = kube.wait_run(names[0], "Succeeded", timeout=30)
-    when = first["spec"]["scheduledTime"]
-    assert first["metadata"]["labels"]["kopflow.dev/slot"] == names[0][len("tick-") :]
-    assert when.endswith(":00Z") and when[11:16].replace(":", "") == names[0][-4:]
-    assert first["status"]["parameters"]["when"] == when  # the slot's time, not the wall clock
+    # the oldest succeeded runs are deleted once newer ones succeed
+    kube.wait(lambda: not set(names[:2]) & set(runs_of(kube, "tick")), 30, "history limit")
+
+    def succeeded() -> Any:
+        done = [r for r in runs_of(kube, "tick").values() if phase(r) == "Succeeded"]
+        return done[0] if done else None
+
+    run = kube.wait(succeeded, 30, "a succeeded scheduled run")
+    name, when = run["metadata"]["name"], run["spec"]["scheduledTime"]
+    assert run["metadata"]["labels"]["kopflow.dev/slot"] == name[len("tick-") :]
+    assert when.endswith(":00Z") and when[11:16].replace(":", "") == name[-4:]
+    assert run["status"]["parameters"]["when"] == when  # the slot's time, not the wall clock
 
     def status() -> Any:
         wf = kube._workflows.items.get("tick") or {}
@@ -130,7 +151,7 @@ def test_forbid_skips_slots_while_a_scheduled_run_is_active(
     cluster: Cluster, kube: Kube, fast: list[Operator], tmp_path: Path
 ) -> None:
     start_fast(cluster, fast, time.time(), tmp_path)
-    kube.create(scheduled("lone", sleep=2.5 * SLOT, concurrencyPolicy="Forbid"))
+    kube.create(scheduled("lone", sleep=1.5 * SLOT, concurrencyPolicy="Forbid"))
 
     def skipped() -> Any:
         s = (kube._workflows.items.get("lone") or {}).get("status") or {}
@@ -143,3 +164,15 @@ def test_forbid_skips_slots_while_a_scheduled_run_is_active(
         r for r in runs if (r.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
     ]
     assert len(active) <= 1
+
+
+def test_replace_cancels_the_active_scheduled_run_and_starts_the_next(
+    cluster: Cluster, kube: Kube, fast: list[Operator], tmp_path: Path
+) -> None:
+    start_fast(cluster, fast, time.time(), tmp_path)
+    kube.create(scheduled("swap", sleep=30, concurrencyPolicy="Replace"))
+    kube.wait(lambda: len(created(kube, "swap")) >= 2, 6 * SLOT + 20, "two scheduled runs")
+    first, second = created(kube, "swap")[:2]
+    kube.wait_run(first, "Cancelled", timeout=30)
+    assert kube.run(second)["spec"]["scheduledTime"] > kube.run(first)["spec"]["scheduledTime"]
+    kube.wait_event("swap", "Replaced")

@@ -206,7 +206,12 @@ def plan(
     Workflow's creation time. `runs` are the runs the schedule created (any slot)."""
     result = Plan(delete=_history(spec, runs))
     schedule = spec.schedule
-    if schedule is None or schedule.suspend:
+    if schedule is None:
+        return result
+    if schedule.suspend:
+        # slots while suspended are not missed, they are not wanted: move past them
+        newest = next(slots_until(schedule, now))
+        result.decided = newest if newest > after else None
         return result
     result.next = next_slot(schedule, max(now, after))
     due: list[datetime] = []

@@ -155,7 +155,7 @@ class ScheduleLoop:
             last_created, last_run = format_time(slot), run
             metrics.slot(namespace, name, "Created" if fresh else "Taken")
             if fresh:
-                lag = (self.clock.now() - slot).total_seconds()
+                lag = (self.clock.now() - slot).total_seconds() / self.clock.rate
                 logger.info("workflow %s: created %s for slot %s (%.3fs late)", wf, run, slot, lag)
         for slot in decision.skipped:
             metrics.slot(namespace, name, "Skipped")

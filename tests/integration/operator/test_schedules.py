@@ -178,3 +178,24 @@ def test_replace_cancels_the_active_scheduled_run_and_starts_the_next(
     kube.wait_run(first, "Cancelled", timeout=30)
     assert kube.run(second)["spec"]["scheduledTime"] > kube.run(first)["spec"]["scheduledTime"]
     kube.wait_event("swap", "Replaced")
+
+
+@pytest.mark.emulator_only("counts the 409s of the operator that lost each race")
+def test_racing_operators_both_try_each_slot_and_the_loser_gets_a_409(
+    cluster: Cluster, kube: Kube, fast: list[Operator], tmp_path: Path
+) -> None:
+    anchor = time.time()
+    start_fast(cluster, fast, anchor, tmp_path)
+    start_fast(cluster, fast, anchor, tmp_path)
+    kube.create(scheduled("duel"))
+    kube.wait(lambda: len(created(kube, "duel")) >= 3, 8 * SLOT + 20, "three scheduled runs")
+    names = assert_once_per_slot(kube, "duel")
+    creates = [  # a create's record has no name (it is in the body): all are scheduled runs
+        r
+        for r in list(kube.server.requests.recent)
+        if r.verb == "create" and r.resource == "workflowruns.kopflow.dev"
+    ]
+    assert {r.code for r in creates} <= {201, 409}, creates
+    assert sum(r.code == 201 for r in creates) == len(names)
+    assert sum(r.code == 409 for r in creates) >= 1  # the loser of a race learnt the slot was taken
+    assert len({r.user_agent for r in creates}) == 2  # both operators tried

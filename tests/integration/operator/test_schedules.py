@@ -199,3 +199,29 @@ def test_racing_operators_both_try_each_slot_and_the_loser_gets_a_409(
     assert sum(r.code == 201 for r in creates) == len(names)
     assert sum(r.code == 409 for r in creates) >= 1  # the loser of a race learnt the slot was taken
     assert len({r.user_agent for r in creates}) == 2  # both operators tried
+
+
+def test_after_downtime_all_catches_up_the_newest_max_catch_up_slots_and_counts_the_rest(
+    cluster: Cluster, kube: Kube, fast: list[Operator], tmp_path: Path
+) -> None:
+    op = start_fast(cluster, fast, time.time(), tmp_path)
+    kube.create(scheduled("late", catchUp="All", maxCatchUp=2))
+    kube.wait(lambda: created(kube, "late"), 3 * SLOT + 20, "a first scheduled run")
+    op.kill()
+    before = created(kube, "late")
+    # downtime: nothing to await, the clock must pass four slots
+    time.sleep(4 * SLOT)
+    op.start()
+    kube.wait(lambda: len(created(kube, "late")) >= len(before) + 2, 20, "caught-up runs")
+    after = created(kube, "late")[len(before) :]
+    slots = [datetime.strptime(n[-13:], "%Y%m%d-%H%M") for n in [before[-1], *after]]
+    assert slots[2] - slots[1] == timedelta(minutes=1)  # the two newest missed, caught up
+    gap = (slots[1] - slots[0]) // timedelta(minutes=1) - 1
+    assert gap >= 1  # older missed slots were not run
+
+    def missed() -> Any:
+        s = (kube._workflows.items.get("late") or {}).get("status") or {}
+        return s.get("missed")
+
+    assert kube.wait(missed, 20, "missed count") == gap
+    kube.wait_event("late", "SlotMissed")

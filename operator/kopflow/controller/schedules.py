@@ -87,6 +87,8 @@ class ScheduleLoop:
         """Runs created by this loop that the watch may not show yet (name -> slot)."""
         self.decided: datetime | None = None
         self.written: dict[str, Any] = {}
+        self.valid_for: tuple[Any, Any] | None = None
+        self.is_valid = False
         self.counts: dict[str, int] | None = None
         """missed and skipped so far (status is read once: later bodies may lag our writes)."""
 
@@ -113,7 +115,7 @@ class ScheduleLoop:
             spec = WorkflowSpec.model_validate(body.get("spec") or {})
         except ValidationError:
             return None
-        if spec.schedule is None or validate_spec(spec):
+        if spec.schedule is None or not self._valid(spec):
             return None  # an invalid Workflow says so in its Valid condition
         schedule = spec.schedule
         now = self.clock.now()
@@ -169,7 +171,8 @@ class ScheduleLoop:
             )
         if decision.missed_count:
             metrics.slot(namespace, name, "Missed", decision.missed_count)
-            newest = decision.missed[-1]
+            newest = decision.missed[-1] if decision.missed else decision.decided
+            assert newest is not None
             self.kube.post_event_later(
                 body,
                 "Warning",
@@ -204,6 +207,14 @@ class ScheduleLoop:
         if decision.next is None:
             return None
         return self.clock.real_seconds(decision.next)
+
+    def _valid(self, spec: WorkflowSpec) -> bool:
+        """validate_spec, once per generation (ticks follow every run event)."""
+        meta = self.body.get("metadata", {})
+        version = (meta.get("uid"), meta.get("generation") or meta.get("resourceVersion"))
+        if self.valid_for != version:
+            self.valid_for, self.is_valid = version, not validate_spec(spec)
+        return self.is_valid
 
     async def _create(
         self, workflow: dict[str, Any], name: str, schedule: Any, slot: datetime

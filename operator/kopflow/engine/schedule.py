@@ -32,8 +32,6 @@ SCAN_LIMIT = 1000
 many missed slots instead of iterating over every one of them."""
 NO_CATCH_UP_GRACE = 60
 """catchUp None without startingDeadlineSeconds: a slot later than this is Missed."""
-_MAX_SHIFT = timedelta(hours=3)
-"""More than any UTC offset change: how far wall time may run ahead of a slot's instant."""
 _MAX_GAP_MINUTES = 24 * 60
 
 
@@ -76,7 +74,14 @@ def slots_after(schedule: Schedule, after: datetime) -> Iterator[datetime]:
 def slots_until(schedule: Schedule, until: datetime) -> Iterator[datetime]:
     """Slots at or before `until`, newest first, as UTC instants (endless)."""
     tz = ZoneInfo(schedule.timezone)
-    it = _cron(schedule.cron, _wall(until, tz) + _MAX_SHIFT)
+    local = until.astimezone(tz)
+    start = _wall(until, tz) + timedelta(minutes=1)  # get_prev is exclusive
+    if local.fold:
+        # the second pass of a repeated hour: wall times up to an offset change later still
+        # fired (at their first occurrence) before `until`
+        shift = local.replace(fold=0).utcoffset() - local.utcoffset()  # type: ignore[operator]
+        start += max(shift, timedelta(0))
+    it = _cron(schedule.cron, start)
     previous: datetime | None = None
     while True:
         moment = instant(it.get_prev(datetime), tz)

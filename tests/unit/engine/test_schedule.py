@@ -203,3 +203,31 @@ def test_backward_and_forward_iteration_agree(cron: str, tz: str, start: datetim
     forward = list(islice(slots_after(s, start), 20))
     backward = list(islice(slots_until(s, forward[-1]), 20))
     assert backward[::-1] == forward
+
+
+@pytest.mark.parametrize(
+    ("tz", "transition"),
+    [
+        ("Europe/Berlin", "2026-10-25T01:00"),
+        ("Europe/Berlin", "2026-03-29T01:00"),
+        ("America/New_York", "2026-11-01T06:00"),
+        ("America/New_York", "2026-03-08T07:00"),
+        ("Australia/Lord_Howe", "2026-04-04T15:00"),
+    ],
+)
+@pytest.mark.parametrize("cron", ["*/15 * * * *", "30 1,2 * * *", "* * * * *"])
+def test_the_newest_slots_before_any_moment_around_a_transition(
+    tz: str, transition: str, cron: str
+) -> None:
+    """What a decision sees as due equals the forward listing, even during a repeated hour."""
+    s = sched(cron, tz)
+    middle = utc(transition)
+    forward = list(
+        itertools.takewhile(
+            lambda x: x <= middle + timedelta(hours=3), slots_after(s, middle - timedelta(days=5))
+        )
+    )
+    for minutes in range(-150, 150, 7):
+        until = middle + timedelta(minutes=minutes, seconds=13)
+        expected = [x for x in forward if x <= until][-5:][::-1]
+        assert list(islice(slots_until(s, until), 5)) == expected, until

@@ -204,9 +204,9 @@ class ScheduleLoop:
         if changed and changed != self.written:
             await self.kube.patch_workflow_status(namespace, name, changed)
             self.written = changed
-        if decision.next is None:
+        if decision.recheck is None:
             return None
-        return self.clock.real_seconds(decision.next)
+        return self.clock.real_seconds(decision.recheck)
 
     def _valid(self, spec: WorkflowSpec) -> bool:
         """validate_spec, once per generation (ticks follow every run event)."""

@@ -185,6 +185,9 @@ class Plan:
     """The newest slot decided (run, skipped or missed): the next plan starts after it."""
     next: datetime | None = None
     """The next slot after now (None when suspended or unscheduled)."""
+    recheck: datetime | None = None
+    """When to decide again: the next slot, suspended or not (a suspended schedule passes
+    over its slots as they come, so resuming does not report them missed)."""
 
     @property
     def missed_count(self) -> int:
@@ -217,8 +220,9 @@ def plan(
         # slots while suspended are not missed, they are not wanted: move past them
         newest = next(slots_until(schedule, now))
         result.decided = newest if newest > after else None
+        result.recheck = next_slot(schedule, max(now, after))
         return result
-    result.next = next_slot(schedule, max(now, after))
+    result.next = result.recheck = next_slot(schedule, max(now, after))
     due: list[datetime] = []
     more = False
     for slot in slots_until(schedule, now):

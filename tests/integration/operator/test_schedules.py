@@ -225,3 +225,24 @@ def test_after_downtime_all_catches_up_the_newest_max_catch_up_slots_and_counts_
 
     assert kube.wait(missed, 20, "missed count") == gap
     kube.wait_event("late", "SlotMissed")
+
+
+def test_a_suspended_schedule_creates_nothing_and_resumes_without_missed_slots(
+    cluster: Cluster, kube: Kube, fast: list[Operator], tmp_path: Path
+) -> None:
+    start_fast(cluster, fast, time.time(), tmp_path)
+    kube.create(scheduled("held", suspend=True))
+
+    def status() -> dict[str, Any]:
+        return dict((kube._workflows.items.get("held") or {}).get("status") or {})
+
+    first = kube.wait(lambda: status().get("lastSlotTime"), 3 * SLOT + 20, "a slot passed over")
+    kube.wait(lambda: status().get("lastSlotTime", first) > first, 3 * SLOT + 20, "another one")
+    assert not created(kube, "held") and "nextScheduleTime" not in status()
+    kube.custom.patch_namespaced_custom_object(
+        "kopflow.dev", "v1alpha1", kube.ns, "workflows", "held",
+        {"spec": {"schedule": {"suspend": False}}},
+    )  # fmt: skip
+    kube.wait(lambda: created(kube, "held"), 3 * SLOT + 20, "a run once resumed")
+    kube.wait(lambda: status().get("nextScheduleTime"), 20, "the next slot shown again")
+    assert not status().get("missed")

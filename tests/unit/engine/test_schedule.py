@@ -161,6 +161,7 @@ def test_suspend_creates_nothing_and_history_limits_delete_the_oldest() -> None:
     )
     assert p.create == [] and p.next is None and p.missed_count == 0
     assert p.decided == utc("2026-06-01T12:00")  # resuming later does not count these as missed
+    assert p.recheck == utc("2026-06-01T12:01")
     assert p.delete == ["r0", "r1", "r2"]
 
 

@@ -59,6 +59,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return runcmd.main(args)
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from kopflow import backfill
+
+    return backfill.main(args)
+
+
 def _cmd_operator(args: argparse.Namespace) -> int:
     from kopflow.controller import main as operator_main
 
@@ -107,7 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, help="cache directory (default ~/.cache/kopflow)")
     p.add_argument("--logs-dir", type=Path, help="where attempt logs go (default: a temp dir)")
     p.add_argument("--output", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--schedule-time",
+        metavar="T",
+        help="{{ schedule.time }} of this run (RFC 3339; default: now)",
+    )
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "backfill", help="create the runs of a schedule's past slots (the operator's names)"
+    )
+    p.add_argument("workflow", metavar="WORKFLOW", help="name of a scheduled Workflow")
+    p.add_argument("--from", dest="from_", required=True, metavar="T", help="first time (RFC 3339)")
+    p.add_argument("--to", required=True, metavar="T", help="last time, inclusive (RFC 3339)")
+    p.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's)")
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
+    p.add_argument("--max", type=int, default=100, help="refuse more slots than this (100)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs, create nothing")
+    p.set_defaults(func=_cmd_backfill)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kubeconfig or in-cluster)")
     p.add_argument(
@@ -137,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=15,
         help="leader Lease duration; a dead leader is replaced after this (default 15)",
     )
+    # Tests and benchmarks only: the scheduler's clock runs RATE times faster from ANCHOR
+    # (epoch seconds), so per-minute schedules fire every few seconds.
+    p.add_argument("--clock-anchor", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--clock-rate", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_operator)
 
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")

@@ -55,12 +55,15 @@ class Schedule(Model):
     """What to do when a run is due while the previous one still runs: Allow it, Forbid
     (skip this one), or Replace (cancel the running one)."""
     starting_deadline_seconds: Annotated[int, Field(ge=1)] | None = None
-    """A run that could not start within this many seconds of its time is skipped, not late."""
+    """A run that could not start within this many seconds of its slot is Missed, not late."""
     suspend: bool = False
     """Stop creating runs; runs already started continue."""
-    catch_up: bool = False
-    """After downtime, create every missed run (within the starting deadline) instead of only
-    the most recent one."""
+    catch_up: Literal["None", "Latest", "All"] = "None"
+    """Which missed slots run after downtime: None (only a slot at most startingDeadlineSeconds,
+    or 60 s when unset, late), Latest (the newest missed slot within startingDeadlineSeconds, if
+    set), All (every missed slot within startingDeadlineSeconds, the newest maxCatchUp)."""
+    max_catch_up: Annotated[int, Field(ge=1, le=1000)] = 10
+    """With catchUp All: at most this many missed slots run; older ones are Missed."""
 
 
 class Backoff(Model):
@@ -246,6 +249,14 @@ class WorkflowStatus(Model):
     """Name of the most recent scheduled run."""
     active: list[ShortStr] | None = None
     """Names of unfinished scheduled runs."""
+    last_successful_time: str | None = None
+    """When the newest succeeded scheduled run finished."""
+    last_slot_time: str | None = None
+    """The newest slot the schedule decided (run, skipped or missed); it continues after it."""
+    missed: int | None = None
+    """Slots not run because they were later than the starting deadline or the catch-up bound."""
+    skipped: int | None = None
+    """Slots not run because concurrencyPolicy Forbid found a scheduled run still active."""
 
 
 class ObjectMeta(Model):

@@ -29,6 +29,7 @@ OPTIONS: dict[str, Any] = {
     "lease_namespace": None,
     "lease_seconds": 15,
     "namespaces": [],
+    "clock": None,
 }
 
 
@@ -53,7 +54,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     kube = Kube(load_client())
     namespaces = OPTIONS["namespaces"] or None
     supervisor = memo.supervisor = Supervisor(
-        kube, active=not OPTIONS["leader_elect"], namespaces=namespaces or [""]
+        kube,
+        active=not OPTIONS["leader_elect"],
+        namespaces=namespaces or [""],
+        clock=OPTIONS["clock"],
     )
     memo.watchers = [
         asyncio.create_task(

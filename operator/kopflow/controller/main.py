@@ -12,6 +12,7 @@ import kopf
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; kopf handles both gracefully."""
     from kopflow.controller import handlers  # importing registers the handlers
+    from kopflow.controller.clock import Clock
 
     kopf.configure(
         verbose=args.verbose,
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         lease_namespace=args.lease_namespace,
         lease_seconds=args.lease_seconds,
         namespaces=args.namespace,
+        clock=Clock(args.clock_anchor or 0.0, args.clock_rate),
     )
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     asyncio.run(

@@ -8,9 +8,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from kopflow.controller.clock import Clock
 from kopflow.controller.index import AttemptIndex, RunKey
 from kopflow.controller.kube import Kube
 from kopflow.controller.runs import RunWorker
+from kopflow.controller.schedules import Schedules
 from kopflow.controller.workflows import validity
 
 logger = logging.getLogger("kopflow.supervisor")
@@ -27,7 +29,11 @@ class Supervisor:
     """Owns the workers; every method is called from kopf's event loop."""
 
     def __init__(
-        self, kube: Kube, active: bool = True, namespaces: list[str] | None = None
+        self,
+        kube: Kube,
+        active: bool = True,
+        namespaces: list[str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.kube = kube
         self.index = AttemptIndex()
@@ -41,6 +47,11 @@ class Supervisor:
         """Initial Job and Pod lists still to come: until then no worker starts, or it would
         take attempts whose Job it has not seen yet for vanished ones."""
         """False while another replica leads: watch, index, but act on nothing."""
+        self.listed: set[str] = set()
+        """Namespaces ("" for all) whose initial list of runs arrived: schedules wait for it."""
+        self.schedules = Schedules(
+            kube, clock or Clock(), lambda: self.bodies.values(), self._runs_listed
+        )
 
     async def activate(self) -> None:
         """Became the leader: start a worker for every known run, check every Workflow."""
@@ -54,6 +65,7 @@ class Supervisor:
         """Lost the lead: stop every worker now (the next leader continues from status)."""
         self.active = False
         self.workers.clear()
+        await self.schedules.stop()
         await self.stop()
         self.tasks.clear()
 
@@ -70,6 +82,8 @@ class Supervisor:
             self.index.forget_run(*key)
             return
         self.bodies[key] = body
+        if self.active:
+            self.schedules.on_run(body)
         if not self.active or self.unsynced:
             return
         worker = self.workers.get(key)
@@ -100,6 +114,7 @@ class Supervisor:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             self.workflows.pop(key, None)
+            self.schedules.remove(key)
             return
         self.workflows[key] = body
         if event_type in ("ADDED", None):  # runs waiting for this Workflow start now
@@ -107,6 +122,8 @@ class Supervisor:
                 ref = (worker.body.get("spec") or {}).get("workflowRef") or {}
                 if namespace == key[0] and ref.get("name") == key[1]:
                     worker.wake.set()
+        if self.active:
+            self.schedules.update(key, body)
         observed = (body.get("status") or {}).get("observedGeneration")
         if self.active and observed != meta.get("generation"):
             task = asyncio.create_task(self._validate(key, body))
@@ -137,6 +154,11 @@ class Supervisor:
                 self.on_run("DELETED", self.bodies[key])
         for run in runs:
             self.on_run("ADDED", run)
+        self.listed.add(namespace)
+        self.schedules.wake_all()
+
+    def _runs_listed(self, namespace: str) -> bool:
+        return "" in self.listed or namespace in self.listed
 
     def relist_jobs(self, namespace: str, jobs: list[dict[str, Any]]) -> None:
         for key in self.index.relist_jobs(namespace, jobs):
@@ -161,6 +183,7 @@ class Supervisor:
             worker.wake.set()
 
     async def stop(self) -> None:
+        await self.schedules.stop()
         tasks = list(self.tasks.values())
         for task in tasks:
             task.cancel()

@@ -53,6 +53,8 @@ class RunOptions:
     volumes: Mapping[str, Path] = field(default_factory=dict)
     """Volume name -> local folder, from --volume."""
     kill_grace_seconds: float = 3.0
+    scheduled_time: str | None = None
+    """`{{ schedule.time }}` (--schedule-time); the run's start when unset."""
 
 
 def run_name(base: str) -> str:
@@ -171,6 +173,7 @@ class LocalRun:
             cancel=self.cancelled.is_set(),
             use_cache=self.options.use_cache,
             uid=self.uid,
+            scheduled_time=self.options.scheduled_time,
         )
         return reconcile(state, observations, self.answers, _now())
 

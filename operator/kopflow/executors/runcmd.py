@@ -17,6 +17,7 @@ from kopflow import manifests
 from kopflow.api.workflow import WorkflowSpec
 from kopflow.engine.params import resolve_parameters
 from kopflow.engine.render import run_values
+from kopflow.engine.schedule import slot_text
 from kopflow.engine.times import format_time
 from kopflow.engine.validation import Issue, parse_run, parse_workflow
 from kopflow.executors.display import Display, LiveDisplay, PlainDisplay
@@ -107,6 +108,16 @@ def _raise(doc: manifests.Document, issues: list[Issue]) -> None:
         raise Invalid([f"{doc.label}: invalid", *(f"  {i}" for i in issues)])
 
 
+def _schedule_time(text: str) -> str:
+    """--schedule-time as RFC 3339 (a time without offset is UTC), or Invalid naming the flag."""
+    try:
+        return slot_text(text)
+    except ValueError as err:
+        raise Invalid(
+            [f'--schedule-time "{text}": {err}; use RFC 3339 such as 2026-11-28T03:00:00Z']
+        ) from err
+
+
 def _prepare(args: argparse.Namespace) -> tuple[LocalRun, Any]:
     try:
         docs = [doc for file in args.files for doc in manifests.load(file)]
@@ -119,7 +130,8 @@ def _prepare(args: argparse.Namespace) -> tuple[LocalRun, Any]:
         spec = spec.model_copy(update={"parallelism": args.parallelism})
     given.update(_params(args.param))
     name = run_name(base)
-    values = run_values(name, "local", None, format_time(datetime.now(UTC)))
+    scheduled = _schedule_time(args.schedule_time) if args.schedule_time else None
+    values = run_values(name, "local", scheduled, format_time(datetime.now(UTC)))
     params, issues = resolve_parameters(spec, given, values)
     try:
         sources = load_env_files(args.env_file)
@@ -142,6 +154,7 @@ def _prepare(args: argparse.Namespace) -> tuple[LocalRun, Any]:
         logs_dir=args.logs_dir,
         env_sources=sources,
         volumes=volumes,
+        scheduled_time=scheduled,
     )
     return LocalRun(name, spec, params, options, _display(args)), params
 

@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, help="cache directory (default ~/.cache/kopflow)")
     p.add_argument("--logs-dir", type=Path, help="where attempt logs go (default: a temp dir)")
     p.add_argument("--output", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics while running (0: off)",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kubeconfig or in-cluster)")
@@ -109,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="namespace to watch (repeatable; default: all namespaces)",
     )
     p.add_argument("--health-port", type=int, default=8080, help="liveness probe port (0: off)")
+    p.add_argument(
+        "--metrics-port", type=int, default=8081, help="Prometheus /metrics port (0: off)"
+    )
     p.add_argument("--json-logs", action="store_true", help="log JSON lines")
     p.add_argument("--verbose", action="store_true", help="log kopf's own decisions too")
     p.add_argument(

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kopflow import metrics
 from kopflow.api.run import FINISHED_RUN_PHASES, WorkflowRun, WorkflowRunStatus
 from kopflow.api.workflow import WorkflowSpec
 from kopflow.controller.index import AttemptIndex
@@ -78,7 +79,8 @@ class RunWorker:
         while True:
             self.wake.clear()
             try:
-                until = await self.step()
+                with metrics.reconciling(self.namespace):
+                    until = await self.step()
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -253,6 +255,7 @@ class RunWorker:
         patch = merge_patch(old, new)
         if patch:
             await self.kube.patch_run_status(self.namespace, self.name, patch)
+            metrics.run_status_written(self.namespace, self.body, old, new)
         self.written = status
 
     async def _carry_out(self, decision: Decision, now: datetime) -> None:

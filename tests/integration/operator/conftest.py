@@ -18,8 +18,10 @@ namespace (`-n`); on the emulator, fresh per test, it runs cluster-wide.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ import kubernetes
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 from tests.support import kubectl
 from tests.support.apiserver import ApiServer
 from tests.support.apiserver_fixtures import WIDGET_CRD
@@ -200,6 +203,13 @@ def _real_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cl
         client.close()
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class Operator:
     """A `kopflow operator` subprocess that can be killed and started again."""
 
@@ -207,11 +217,25 @@ class Operator:
         self.cluster, self.log, self.extra = cluster, log, extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.metrics_port = free_port()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Its /metrics now: (sample name, sorted labels) -> value."""
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10
+        ) as r:
+            text = r.read().decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
 
     def start(self) -> None:
         self.starts += 1
         out = self.log.open("ab")
-        args = ["--health-port", "0", *self.cluster.operator_args, *self.extra]
+        args = ["--health-port", "0", "--metrics-port", str(self.metrics_port)]
+        args += [*self.cluster.operator_args, *self.extra]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kopflow", "operator", *args],
             env={

@@ -30,6 +30,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -52,6 +53,8 @@ RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 
 TASK_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400)
 API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
+# `_created` series would double the output; no query needs them
+disable_created_metrics()  # type: ignore[no-untyped-call]
 WF = ("namespace", "workflow")
 RUNS = Counter("kopflow_runs", "Runs finished, by final phase.", [*WF, "phase"])
 RUN_DURATION = Histogram(

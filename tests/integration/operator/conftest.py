@@ -32,7 +32,6 @@ import kubernetes
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
-from prometheus_client.parser import text_string_to_metric_families
 from tests.support import kubectl
 from tests.support.apiserver import ApiServer
 from tests.support.apiserver_fixtures import WIDGET_CRD
@@ -219,17 +218,11 @@ class Operator:
         self.starts = 0
         self.metrics_port = free_port()
 
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Its /metrics now: (sample name, sorted labels) -> value."""
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10
-        ) as r:
-            text = r.read().decode()
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
+    def metrics(self) -> str:
+        """Its /metrics now (Prometheus text format)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return str(resp.read().decode())
 
     def start(self) -> None:
         self.starts += 1

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-port", type=int, default=8081, help="Prometheus /metrics port (0: off)"
     )
+    p.add_argument(
+        "--metrics-host", default="0.0.0.0", help="address /metrics listens on (default all)"
+    )
     p.add_argument("--json-logs", action="store_true", help="log JSON lines")
     p.add_argument("--verbose", action="store_true", help="log kopf's own decisions too")
     p.add_argument(

@@ -36,7 +36,9 @@ async def _operate(args: argparse.Namespace) -> None:
     from kopflow import metrics
 
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
-    stop = await metrics.serve(args.metrics_port) if args.metrics_port else None
+    stop = None
+    if args.metrics_port:
+        stop = await metrics.serve(args.metrics_port, args.metrics_host)
     try:
         await kopf.operator(
             standalone=True,

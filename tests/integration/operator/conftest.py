@@ -228,6 +228,7 @@ class Operator:
         self.starts += 1
         out = self.log.open("ab")
         args = ["--health-port", "0", "--metrics-port", str(self.metrics_port)]
+        args += ["--metrics-host", "127.0.0.1"]
         args += [*self.cluster.operator_args, *self.extra]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kopflow", "operator", *args],

@@ -32,12 +32,24 @@ types: install-dev
 	$(BIN)/mypy
 
 # The real-API tier's control plane (../shared/k8s/control-plane) and the emulator's TLS need
-# openssl and curl; a fresh Debian machine may lack them.
+# openssl and curl; the alert tests need Prometheus, promtool and Alertmanager (Debian's
+# prometheus and prometheus-alertmanager packages). A fresh Debian machine may lack them.
+# The packages' services are not started (a temporary policy-rc.d): the tests start their own
+# on 127.0.0.1.
 SYSTEM_TOOLS := openssl curl
+PROMETHEUS_TOOLS := promtool prometheus prometheus-alertmanager
+PROMETHEUS_PACKAGES := prometheus prometheus-alertmanager
 system-deps:
 	@missing=$$(for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+	for t in $(PROMETHEUS_TOOLS); do \
+		command -v $$t >/dev/null || { missing="$$missing $(PROMETHEUS_PACKAGES)"; break; }; \
+	done; \
 	if [ -n "$$missing" ]; then \
-		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing ca-certificates; \
+		policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then policy=/usr/sbin/policy-rc.d; \
+			printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends $$missing ca-certificates; status=$$?; \
+		if [ -n "$$policy" ]; then rm -f $$policy; fi; exit $$status; \
 	fi
 
 test: lint types system-deps

@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="{{ schedule.time }} of this run (RFC 3339; default: now)",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics while running (0: off)",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -142,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="namespace to watch (repeatable; default: all namespaces)",
     )
     p.add_argument("--health-port", type=int, default=8080, help="liveness probe port (0: off)")
+    p.add_argument(
+        "--metrics-port", type=int, default=8081, help="Prometheus /metrics port (0: off)"
+    )
+    p.add_argument(
+        "--metrics-host", default="0.0.0.0", help="address /metrics listens on (default all)"
+    )
     p.add_argument("--json-logs", action="store_true", help="log JSON lines")
     p.add_argument("--verbose", action="store_true", help="log kopf's own decisions too")
     p.add_argument(

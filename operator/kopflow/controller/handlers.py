@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
 from kopflow.controller.kube import API_THREADS, Kube, load_client
 from kopflow.controller.leader import LeaderElector
@@ -59,6 +60,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         namespaces=namespaces or [""],
         clock=OPTIONS["clock"],
     )
+    metrics.track(supervisor)
     memo.watchers = [
         asyncio.create_task(
             Watcher(

@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 import kubernetes
 
+from kopflow import metrics
+
 MERGE_PATCH = "application/merge-patch+json"
 TOKEN_TTL = 60.0
 
@@ -80,6 +82,7 @@ class Http:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=ssl_context(self.config), limit=64),
                 timeout=aiohttp.ClientTimeout(total=60, sock_connect=10),
+                trace_configs=[metrics.aiohttp_trace()],
             )
         return self._session
 

@@ -21,7 +21,7 @@ import aiohttp
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from kopflow import __version__
+from kopflow import __version__, metrics
 from kopflow.api.workflow import GROUP, VERSION
 from kopflow.controller.http import MERGE_PATCH, ApiError, Http
 from kopflow.engine.observations import CacheEntry
@@ -46,7 +46,7 @@ def load_client(pool_size: int = API_THREADS) -> kubernetes.client.ApiClient:
     config.connection_pool_maxsize = pool_size
     client = kubernetes.client.ApiClient(config)
     client.user_agent = f"kopflow/{__version__} (pid {os.getpid()})"
-    return client
+    return metrics.instrument_client(client)
 
 
 class NotLeading(Exception):
@@ -300,6 +300,7 @@ class Kube:
             )
         except ApiException as err:
             if err.status == 404:
+                metrics.cache_lookup(hit=False)
                 return None
             raise
         try:
@@ -308,6 +309,7 @@ class Kube:
             outputs = json.loads(data["outputs"])
         except (KeyError, ValueError, TypeError):
             return None
+        metrics.cache_lookup(hit=expires > now)
         return CacheEntry(outputs, expires) if expires > now else None
 
     async def put_cache(

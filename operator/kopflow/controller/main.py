@@ -29,13 +29,25 @@ def run(args: argparse.Namespace) -> int:
         namespaces=args.namespace,
         clock=Clock(args.clock_anchor or 0.0, args.clock_rate),
     )
+    asyncio.run(_operate(args))
+    return 0
+
+
+async def _operate(args: argparse.Namespace) -> None:
+    """kopf with its /healthz on --health-port, and /metrics on --metrics-port beside it."""
+    from kopflow import metrics
+
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
-    asyncio.run(
-        kopf.operator(
+    stop = None
+    if args.metrics_port:
+        stop = await metrics.serve(args.metrics_port, args.metrics_host)
+    try:
+        await kopf.operator(
             standalone=True,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=liveness,
         )
-    )
-    return 0
+    finally:
+        if stop is not None:
+            await stop()

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kopflow import metrics
 from kopflow.api.run import FINISHED_RUN_PHASES, WorkflowRun, WorkflowRunStatus
 from kopflow.api.workflow import WorkflowSpec
 from kopflow.controller.http import ApiError
@@ -106,7 +107,8 @@ class RunWorker:
         while True:
             self.wake.clear()
             try:
-                until = await self.step()
+                with metrics.reconciling(self.namespace):
+                    until = await self.step()
                 failures = conflicts = 0
             except asyncio.CancelledError:
                 raise
@@ -391,6 +393,7 @@ class RunWorker:
                 self.written, self.rv, self.spec = None, None, None
                 raise Conflict(str(err)) from err
             self.rv = (answer.get("metadata") or {}).get("resourceVersion") or None
+            metrics.run_status_written(self.namespace, self.body, old, new)
         self.written = status
 
     async def _carry_out(self, decision: Decision, now: datetime) -> None:

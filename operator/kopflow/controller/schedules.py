@@ -144,6 +144,7 @@ class ScheduleLoop:
         wf = f"{namespace}/{name}"
         for victim in decision.cancel:
             await self._cancel(namespace, victim)
+            metrics.schedule_slots(namespace, name, "replaced")
             self.kube.post_event_later(
                 body, "Normal", "Replaced", f"cancelled {victim}: concurrencyPolicy Replace", now
             )
@@ -155,12 +156,12 @@ class ScheduleLoop:
             self.created[run] = slot
             runs.append(ScheduledRun(run, slot))
             last_created, last_run = format_time(slot), run
-            metrics.slot(namespace, name, "Created" if fresh else "Taken")
+            metrics.schedule_slots(namespace, name, "started" if fresh else "taken")
             if fresh:
                 lag = (self.clock.now() - slot).total_seconds() / self.clock.rate
                 logger.info("workflow %s: created %s for slot %s (%.3fs late)", wf, run, slot, lag)
         for slot in decision.skipped:
-            metrics.slot(namespace, name, "Skipped")
+            metrics.schedule_slots(namespace, name, "skipped")
             self.kube.post_event_later(
                 body,
                 "Normal",
@@ -170,7 +171,7 @@ class ScheduleLoop:
                 now,
             )
         if decision.missed_count:
-            metrics.slot(namespace, name, "Missed", decision.missed_count)
+            metrics.schedule_slots(namespace, name, "missed", decision.missed_count)
             newest = decision.missed[-1] if decision.missed else decision.decided
             assert newest is not None
             self.kube.post_event_later(
@@ -185,6 +186,7 @@ class ScheduleLoop:
             await self.kube.delete_run(namespace, victim)
         if decision.decided is not None:
             self.decided = decision.decided
+        metrics.schedule_next(namespace, name, decision.next.timestamp() if decision.next else None)
         self.counts["missed"] += decision.missed_count
         self.counts["skipped"] += len(decision.skipped)
         deleted = set(decision.delete)

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import aiohttp
 import kubernetes
 
+from kopflow import metrics
 from kopflow.controller.http import auth_headers, ssl_context
 
 logger = logging.getLogger("kopflow.watch")
@@ -60,6 +61,7 @@ class Watcher:
             headers=auth_headers(self.config, "kopflow-watch"),
             connector=aiohttp.TCPConnector(ssl=ssl_context(self.config)),
             timeout=timeout,
+            trace_configs=[metrics.aiohttp_trace()],
         )
 
     def _url(self, namespace: str, **query: Any) -> str:

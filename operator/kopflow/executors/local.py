@@ -21,7 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from kopflow import metrics
 from kopflow.api.run import WorkflowRunStatus
 from kopflow.api.workflow import EnvVar, WorkflowSpec
 from kopflow.engine.decisions import Decision, Launch, LookupCache, Stop, StoreCache
@@ -135,6 +137,21 @@ class LocalRun:
         self.base_env = dict(os.environ)
         """Tasks inherit the runner's environment (PATH, HOME...), then get their own."""
 
+    active = True
+    """For metrics.track(): a local run always acts."""
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """This run as the operator's watch would show it: the metrics label it by its base
+        name (the Workflow's, or the WorkflowRun's generateName), like the operator does."""
+        status = self.status.dump() if self.status else {}
+        base = self.name.rsplit("-", 1)[0]
+        return {"metadata": {"namespace": "local", "generateName": f"{base}-"}, "status": status}
+
+    @property
+    def bodies(self) -> dict[str, dict[str, Any]]:
+        return {self.name: self.body}
+
     def log_path(self, job: str) -> Path:
         return self.logs_dir / f"{job}.log"
 
@@ -144,6 +161,9 @@ class LocalRun:
             while True:
                 decision = self._reconcile()
                 await self._carry_out(decision)
+                if decision.changed:
+                    old = self.status.dump() if self.status else None
+                    metrics.run_status_written("local", self.body, old, decision.status.dump())
                 self.status = decision.status
                 self.display.update(decision.status, _now())
                 for event in decision.events:

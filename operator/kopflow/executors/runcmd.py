@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kopflow import manifests
+from kopflow import manifests, metrics
 from kopflow.api.workflow import WorkflowSpec
 from kopflow.engine.params import resolve_parameters
 from kopflow.engine.render import run_values
@@ -166,13 +166,19 @@ def _display(args: argparse.Namespace) -> Display:
     return PlainDisplay(stream)
 
 
-async def _run(local: LocalRun) -> Any:
+async def _run(local: LocalRun, metrics_port: int = 0) -> Any:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, local.cancel)
+    stop = None
+    if metrics_port:
+        metrics.track(local)
+        stop = await metrics.serve(metrics_port, host="127.0.0.1")
     try:
         return await local.run()
     finally:
+        if stop is not None:
+            await stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -190,7 +196,7 @@ def main(args: argparse.Namespace) -> int:
     ignored = ignored_settings(local.spec)
     if ignored:
         local.display.note(f"ignored on this machine (cluster-only): {', '.join(ignored)}")
-    status = asyncio.run(_run(local))
+    status = asyncio.run(_run(local, getattr(args, "metrics_port", 0)))
     local.display.close()
     if args.output == "json":
         body = {"name": local.name, "status": status.model_dump(by_alias=True, exclude_none=True)}

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -210,6 +212,13 @@ def _real_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cl
         client.close()
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class Operator:
     """A `kopflow operator` subprocess that can be killed and started again."""
 
@@ -217,11 +226,20 @@ class Operator:
         self.cluster, self.log, self.extra = cluster, log, extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.metrics_port = free_port()
+
+    def metrics(self) -> str:
+        """Its /metrics now (Prometheus text format)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return str(resp.read().decode())
 
     def start(self) -> None:
         self.starts += 1
         out = self.log.open("ab")
-        args = ["--health-port", "0", *self.cluster.operator_args, *self.extra]
+        args = ["--health-port", "0", "--metrics-port", str(self.metrics_port)]
+        args += ["--metrics-host", "127.0.0.1"]
+        args += [*self.cluster.operator_args, *self.extra]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kopflow", "operator", *args],
             env={

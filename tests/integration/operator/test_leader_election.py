@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.operator.conftest import Cluster, Kube, Operator
+from tests.integration.operator.test_metrics import value
 
 from kopflow.engine.naming import job_name
 from kopflow.engine.times import parse_time
@@ -73,6 +74,11 @@ def test_only_the_leader_acts_and_a_follower_takes_over(
     emulated = kube.cluster.emulator is not None
     if emulated:
         assert set(job_creators(kube)) == {leader.pid}
+    # only the leader reports the cluster: a sum over replicas counts the run once
+    lead, follow = leader.metrics(), follower.metrics()
+    assert (value(lead, "kopflow_leader"), value(follow, "kopflow_leader")) == (1, 0)
+    assert value(lead, "kopflow_runs_active", namespace=kube.ns) == 1
+    assert value(follow, "kopflow_runs_active", namespace=kube.ns) == 0
     leader.kill()
     run = kube.wait_run("ha", timeout=60)
     assert run["status"]["phase"] == "Succeeded"
@@ -87,6 +93,9 @@ def test_only_the_leader_acts_and_a_follower_takes_over(
         assert set(creators[switch:]) == {follower.pid}
     lease = kube.lease()
     assert lease is not None and f"_{follower.pid}_" in lease["spec"]["holderIdentity"]
+    text = follower.metrics()
+    assert value(text, "kopflow_runs_total", namespace=kube.ns, phase="Succeeded") == 1
+    assert value(text, "kopflow_runs_active", namespace=kube.ns) == 0
 
 
 WRITES = frozenset({"create", "update", "patch", "delete"})

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from tests.integration.operator.conftest import Cluster, Kube, Operator
+from tests.integration.operator.test_metrics import value
 
 RATE = 20
 SLOT = 60 / RATE
@@ -161,6 +162,10 @@ def test_forbid_skips_slots_while_a_scheduled_run_is_active(
 
     kube.wait(skipped, 6 * SLOT + 20, "a skipped slot")
     kube.wait_event("lone", "SlotSkipped")
+    slots = {"namespace": kube.ns, "workflow": "lone"}
+    text = fast[0].metrics()
+    assert value(text, "kopflow_schedule_slots_total", outcome="skipped", **slots) >= 1
+    assert value(text, "kopflow_schedule_next_timestamp_seconds", **slots) > 0
     runs = list(runs_of(kube, "lone").values())
     active = [
         r for r in runs if (r.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
@@ -225,6 +230,10 @@ def test_after_downtime_all_catches_up_the_newest_max_catch_up_slots_and_counts_
 
     assert kube.wait(missed, 20, "missed count") == gap
     kube.wait_event("late", "SlotMissed")
+    slots = {"namespace": kube.ns, "workflow": "late"}
+    text = op.metrics()  # the restarted process counts what it found after the downtime
+    assert value(text, "kopflow_schedule_slots_total", outcome="missed", **slots) == gap
+    assert value(text, "kopflow_schedule_slots_total", outcome="started", **slots) >= 2
 
 
 def test_a_suspended_schedule_creates_nothing_and_resumes_without_missed_slots(

@@ -46,31 +46,37 @@ def job_creators(kube: Kube) -> list[int]:
     ]
 
 
-def test_only_the_leader_acts_and_a_follower_takes_over(
-    replicas: list[Operator], kube: Kube
-) -> None:
+def start_chain(
+    kube: Kube, replicas: list[Operator], name: str, tasks: int, seconds: float
+) -> tuple[Operator, Operator]:
+    """A run of `tasks` sequential sleeps, once its second task runs: (leader, follower)."""
     chain = [
         {
             "name": f"s{i}",
-            "command": ["python3", "-c", "import time; time.sleep(0.7)"],
+            "command": ["python3", "-c", f"import time; time.sleep({seconds})"],
             **({"dependsOn": [f"s{i - 1}"]} if i else {}),
         }
-        for i in range(6)
+        for i in range(tasks)
     ]
     kube.create(
         {
             "apiVersion": "kopflow.dev/v1alpha1",
             "kind": "WorkflowRun",
-            "metadata": {"name": "ha"},
+            "metadata": {"name": name},
             "spec": {"workflow": {"taskDefaults": {"image": "busybox"}, "tasks": chain}},
         }
     )
-    kube.wait_task("ha", "s1", "Running", timeout=30)
+    kube.wait_task(name, "s1", "Running", timeout=30)
     lease = kube.lease()
     assert lease is not None
-    holder = lease["spec"]["holderIdentity"]
-    leader = next(op for op in replicas if f"_{op.pid}_" in holder)
-    follower = next(op for op in replicas if op is not leader)
+    leader = next(op for op in replicas if f"_{op.pid}_" in lease["spec"]["holderIdentity"])
+    return leader, next(op for op in replicas if op is not leader)
+
+
+def test_only_the_leader_acts_and_a_follower_takes_over(
+    replicas: list[Operator], kube: Kube
+) -> None:
+    leader, follower = start_chain(kube, replicas, "ha", tasks=6, seconds=0.7)
     emulated = kube.cluster.emulator is not None
     if emulated:
         assert set(job_creators(kube)) == {leader.pid}
@@ -105,27 +111,7 @@ WRITES = frozenset({"create", "update", "patch", "delete"})
 def test_a_leader_cut_off_from_its_lease_stops_writing_before_the_other_takes_over(
     replicas: list[Operator], kube: Kube
 ) -> None:
-    chain = [
-        {
-            "name": f"s{i}",
-            "command": ["python3", "-c", "import time; time.sleep(0.3)"],
-            **({"dependsOn": [f"s{i - 1}"]} if i else {}),
-        }
-        for i in range(16)
-    ]
-    kube.create(
-        {
-            "apiVersion": "kopflow.dev/v1alpha1",
-            "kind": "WorkflowRun",
-            "metadata": {"name": "fenced"},
-            "spec": {"workflow": {"taskDefaults": {"image": "busybox"}, "tasks": chain}},
-        }
-    )
-    kube.wait_task("fenced", "s1", "Running", timeout=30)
-    lease = kube.lease()
-    assert lease is not None
-    leader = next(op for op in replicas if f"_{op.pid}_" in lease["spec"]["holderIdentity"])
-    follower = next(op for op in replicas if op is not leader)
+    leader, follower = start_chain(kube, replicas, "fenced", tasks=16, seconds=0.3)
     # the leader's Lease requests hang (a partition between it and the API, for the Lease);
     # its writes to runs and Jobs still get through, so only its own fencing can stop them
     kube.server.faults.configure(

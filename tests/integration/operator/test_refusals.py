@@ -22,11 +22,6 @@ def task_of(run: dict[str, Any], task: str = "t") -> dict[str, Any]:
     return status
 
 
-def real_only(kube: Kube, why: str) -> None:
-    if kube.cluster.emulator is not None:
-        pytest.skip(f"the emulator {why}")
-
-
 @pytest.mark.emulator_only("webhook-style denials are injected by the emulator")
 def test_a_job_a_webhook_denies_fails_its_attempt_visibly_then_is_retried(
     operator: Operator, kube: Kube
@@ -49,10 +44,10 @@ def test_a_job_a_webhook_denies_fails_its_attempt_visibly_then_is_retried(
     assert [a["reason"] for a in t["history"]] == ["JobRejected", "Completed"]
 
 
+@pytest.mark.real_only("the emulator validates no pod spec and enforces no ResourceQuota")
 def test_jobs_the_api_refuses_fail_the_run_and_only_a_quota_is_retried(
     operator: Operator, kube: Kube
 ) -> None:
-    real_only(kube, "validates no pod spec and enforces no ResourceQuota")
     bad = [{"key": "a", "operator": "Sometimes", "effect": "NoSchedule"}]
     tasks = [sleeper("t", 0, retry={"limit": 3}, tolerations=bad)]
     kube.create(run_doc("invalid", {"tasks": tasks}))
@@ -128,10 +123,10 @@ def test_a_missing_secret_waits_for_it_instead_of_failing_at_once(
     assert '"never" not found' in t["message"]
 
 
+@pytest.mark.real_only("Pod Security admission")
 def test_a_pod_pod_security_refuses_fails_with_the_admission_message(
     operator: Operator, kube: Kube
 ) -> None:
-    real_only(kube, "has no Pod Security admission")
     kube.core.patch_namespace(
         kube.ns, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
     )
@@ -160,10 +155,10 @@ def test_a_status_write_from_a_stale_view_is_refused_and_recomputed(
     assert "message" not in run["status"]
 
 
+@pytest.mark.real_only("the scheduler (the emulator puts every pod on its one node)")
 def test_an_unschedulable_pod_fails_after_its_pending_timeout_with_the_schedulers_words(
     operator: Operator, kube: Kube
 ) -> None:
-    real_only(kube, "has no scheduler: every pod lands on its one node")
     tasks = [sleeper("t", 0, nodeSelector={"kopflow.test/nowhere": "x"})]
     kube.create(
         run_doc(

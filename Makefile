@@ -53,7 +53,7 @@ system-deps:
 	fi
 
 test: lint types system-deps
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=10
 
 crds: install
 	$(BIN)/kopflow crds

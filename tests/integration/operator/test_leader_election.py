@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.integration.operator.conftest import Cluster, Kube, Operator
-from tests.integration.operator.test_metrics import value
+from tests.integration.operator.test_metrics import scrape_until, value
 
 from kopflow.engine.naming import job_name
 from kopflow.engine.times import parse_time
@@ -99,7 +99,7 @@ def test_only_the_leader_acts_and_a_follower_takes_over(
         assert set(creators[switch:]) == {follower.pid}
     lease = kube.lease()
     assert lease is not None and f"_{follower.pid}_" in lease["spec"]["holderIdentity"]
-    text = follower.metrics()
+    text = scrape_until(follower, lambda t: value(t, "kopflow_runs_total", namespace=kube.ns) > 0)
     assert value(text, "kopflow_runs_total", namespace=kube.ns, phase="Succeeded") == 1
     assert value(text, "kopflow_runs_active", namespace=kube.ns) == 0
 

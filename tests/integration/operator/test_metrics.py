@@ -4,6 +4,8 @@ bounded; and the shipped dashboard and alerts query only metrics it exports."""
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,6 +26,18 @@ def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
 def value(text: str, name: str, **labels: str) -> float:
     """The sum of the samples of `name` whose labels include `labels` (0 when none)."""
     return sum(v for n, lab, v in samples(text) if n == name and labels.items() <= lab.items())
+
+
+def scrape_until(operator: Operator, ready: Callable[[str], bool], timeout: float = 10) -> str:
+    """/metrics once `ready` holds. A watcher may see a run's final status before the operator
+    has read the answer to the write that set it (and counted it); nothing signals that moment,
+    so scrape again, a bounded number of times."""
+    deadline = time.monotonic() + timeout
+    text = operator.metrics()
+    while not ready(text) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        text = operator.metrics()
+    return text
 
 
 SERIES = {
@@ -76,7 +90,7 @@ def test_metrics_count_a_run_once_and_rebuild_gauges_after_a_restart(
     assert kube.wait_run("etl-1")["status"]["phase"] == "Failed"
     done = kube.wait_run("report-1")["status"]
     assert done["phase"] == "Succeeded"
-    text = operator.metrics()
+    text = scrape_until(operator, lambda t: value(t, "kopflow_runs_total", namespace=ns) == 2)
 
     runs = "kopflow_runs_total"
     assert value(text, runs, namespace=ns, workflow="etl", phase="Failed") == 1
@@ -113,7 +127,7 @@ def test_metrics_count_a_run_once_and_rebuild_gauges_after_a_restart(
     operator.start()
     kube.run_ref("etl-2", "etl")
     assert kube.wait_run("etl-2")["status"]["phase"] == "Failed"
-    text = operator.metrics()
+    text = scrape_until(operator, lambda t: value(t, "kopflow_runs_total", namespace=ns) >= 1)
     # the finished runs are not counted again; the gauges are rebuilt from the resources
     assert value(text, "kopflow_runs_total", namespace=ns, workflow="etl", phase="Failed") == 1
     assert value(text, "kopflow_runs_total", workflow="report", phase="Succeeded") == 0

@@ -59,6 +59,19 @@ def namespaces(client: kubernetes.client.ApiClient) -> Iterator[list[str]]:
             core.delete_namespace(ns)
 
 
+@pytest.fixture
+def releases(plane: ControlPlane) -> Iterator[list[tuple[str, str]]]:
+    """(release, namespace) of the test; uninstalled after it if the test did not (a failed
+    test must not leave its ClusterRole behind in the shared control plane)."""
+    made: list[tuple[str, str]] = []
+    try:
+        yield made
+    finally:
+        for release, namespace in made:
+            helm.helm("uninstall", release, "-n", namespace, "--ignore-not-found",
+                      kubeconfig=plane.kubeconfig)  # fmt: skip
+
+
 def run_helm(plane: ControlPlane, *args: str) -> str:
     done = helm.helm(*args, kubeconfig=plane.kubeconfig)
     assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stderr}"
@@ -104,11 +117,15 @@ def chart_token(client: kubernetes.client.ApiClient, objects: list[dict[str, Any
 
 
 def test_cluster_wide_install_is_accepted_and_uninstall_removes_it(
-    plane: ControlPlane, client: kubernetes.client.ApiClient, namespaces: list[str]
+    plane: ControlPlane,
+    client: kubernetes.client.ApiClient,
+    namespaces: list[str],
+    releases: list[tuple[str, str]],
 ) -> None:
     ops = new_namespace(client)
     namespaces.append(ops)
     release = f"kf-{uuid.uuid4().hex[:6]}"
+    releases.append((release, ops))
     out = run_helm(plane, "install", release, str(helm.CHART), "-n", ops, *OFF_NODE)
     assert "STATUS: deployed" in out and "kubectl create -f -" in out
     objects = manifest(plane, release, ops)
@@ -132,11 +149,13 @@ def test_namespaced_install_runs_examples_as_the_chart_account_then_upgrade_and_
     plane: ControlPlane,
     client: kubernetes.client.ApiClient,
     namespaces: list[str],
+    releases: list[tuple[str, str]],
     tmp_path: Path,
 ) -> None:
     ops, team_a, team_b = (new_namespace(client) for _ in range(3))
     namespaces.extend([ops, team_a, team_b])
     release = f"kf-{uuid.uuid4().hex[:6]}"
+    releases.append((release, ops))
     chart = ["-n", ops, *OFF_NODE, "--set", "logFormat=text"]
     run_helm(plane, "install", release, str(helm.CHART), *chart,
              "--set-json", f'watchNamespaces=["{team_a}"]')  # fmt: skip

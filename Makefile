@@ -55,8 +55,11 @@ system-deps:
 test: lint types system-deps
 	$(BIN)/python -m pytest tests --durations=10
 
+# The models are the one source of the CRDs: both copies (kubectl apply -f crds/, and the
+# chart's crds/ that helm installs) are written from them; tests fail on drift of either.
 crds: install
 	$(BIN)/kopflow crds
+	$(BIN)/kopflow crds --output-dir helm/kopflow/crds
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -41,6 +41,9 @@ class RequestLog:
         self.recent: deque[RequestRecord] = deque(maxlen=keep)
         self.forbidden: Counter[tuple[str, str, str]] = Counter()
         """(user, verb, resource) of every 403: what a client's RBAC lacked."""
+        self.by_user: Counter[tuple[str, str, str]] = Counter()
+        """(user, verb, resource) of every request RBAC let through: what a client's rules are
+        used for (tests/integration/operator/test_rbac_usage.py lists the unused ones)."""
         self.total = 0
         self._lock = threading.Lock()
 
@@ -52,6 +55,8 @@ class RequestLog:
             self.recent.append(rec)
             if rec.code == 403 and not rec.injected:
                 self.forbidden[(rec.user, rec.verb, rec.resource)] += 1
+            else:
+                self.by_user[(rec.user, rec.verb, rec.resource)] += 1
 
     def count(self, verb: str | None = None, resource: str | None = None) -> int:
         """Requests so far with this verb and/or resource (None matches any)."""

@@ -852,31 +852,30 @@ class RemoteKubelet:
 
     # -- running a pod -------------------------------------------------------------------------
 
-    async def _sources(self, pod: Obj, container: Obj) -> dict[pod_process.Source, Any]:
+    async def _fetch(
+        self,
+        pod: Obj,
+        wanted: Any,
+        convert: Callable[[str, Obj | None], Any],
+    ) -> dict[pod_process.Source, Any]:
+        """Each (kind, name) Secret or ConfigMap the pod needs, read as the node (None: missing)."""
         namespace = pod["metadata"]["namespace"]
         out: dict[pod_process.Source, Any] = {}
-        for kind, name in pod_process.sources(container):
+        for kind, name in wanted:
             try:
                 obj = await self._request("GET", f"/api/v1/namespaces/{namespace}/{kind}s/{name}")
             except ApiError as exc:
                 if exc.status != 404:
                     raise
                 obj = None
-            out[(kind, name)] = pod_process.object_data(kind, obj)
+            out[(kind, name)] = convert(kind, obj)
         return out
 
+    async def _sources(self, pod: Obj, container: Obj) -> dict[pod_process.Source, Any]:
+        return await self._fetch(pod, pod_process.sources(container), pod_process.object_data)
+
     async def _volume_files(self, pod: Obj) -> dict[pod_process.Source, Any]:
-        namespace = pod["metadata"]["namespace"]
-        out: dict[pod_process.Source, Any] = {}
-        for kind, name in pod_process.volume_objects(pod):
-            try:
-                obj = await self._request("GET", f"/api/v1/namespaces/{namespace}/{kind}s/{name}")
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-                obj = None
-            out[(kind, name)] = pod_process.object_files(kind, obj)
-        return out
+        return await self._fetch(pod, pod_process.volume_objects(pod), pod_process.object_files)
 
     async def _claim_folder(self, namespace: str, claim: str) -> Path:
         """Where a claim's data lives: the path of the hostPath or local PersistentVolume it is

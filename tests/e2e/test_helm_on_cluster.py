@@ -12,15 +12,13 @@ name an image the cluster can run.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from tests.e2e.test_operator_on_cluster import wait_finished
 from tests.support import helm, kubectl
 
-GROUP, VERSION = "kopflow.dev", "v1alpha1"
 IMAGE = os.environ.get("KOPFLOW_IMAGE", "")
 pytestmark = pytest.mark.e2e
 
@@ -52,17 +50,6 @@ def release() -> Iterator[tuple[str, str]]:
     finally:
         helm.helm("uninstall", name, "-n", ns, timeout=120)
         core.delete_namespace(ns)
-
-
-def wait_finished(custom: Any, ns: str, name: str, timeout: float = 600) -> dict[str, Any]:
-    """Poll the run (a real cluster has no in-process hook to await); bounded in time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "workflowruns", name)
-        if (run.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Invalid"):
-            return run  # type: ignore[no-any-return]
-        time.sleep(2)
-    raise TimeoutError(f"run {name} did not finish in {timeout}s")
 
 
 def test_helm_installed_operator_runs_the_examples(release: tuple[str, str]) -> None:

@@ -28,6 +28,12 @@ def run(args: argparse.Namespace) -> int:
         lease_seconds=args.lease_seconds,
         namespaces=args.namespace,
         clock=Clock(args.clock_anchor or 0.0, args.clock_rate),
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        qps=args.qps,
+        burst=args.burst,
+        page_size=args.page_size,
+        health_bound=args.health_bound,
     )
     asyncio.run(_operate(args))
     return 0

@@ -488,15 +488,17 @@ class Informer:
         )
         # Watch's own reconnect sets resource_version on the partial; with timeout_seconds
         # present it does not reconnect at all: this loop does (and relists on 410).
+        name = f"watch {self._path(namespace)}"
         watch = Watch(return_type="")
-        stream = watch.stream(_Raw(opened), timeout_seconds=self.timeout_seconds)
+        stream = watch.stream(
+            _Raw(opened, lambda: self.health.ok(name)), timeout_seconds=self.timeout_seconds
+        )
         try:
             async for event in stream:
                 kind = event.get("type")
                 obj = event.get("raw_object") or {}
                 version = (obj.get("metadata") or {}).get("resourceVersion") or version
                 if kind == "BOOKMARK":
-                    self.health.ok(f"watch {self._path(namespace)}")
                     continue
                 self.on_event(kind, obj)
         except ApiException as err:
@@ -512,10 +514,17 @@ class _Raw:
     """A watch function for kubernetes_asyncio's Watch: it passes `watch`, `_preload_content`
     and `timeout_seconds` keywords, which the raw request already sets."""
 
-    def __init__(self, opened: Callable[..., Awaitable[aiohttp.ClientResponse]]) -> None:
-        self.opened = opened
+    def __init__(
+        self,
+        opened: Callable[..., Awaitable[aiohttp.ClientResponse]],
+        on_open: Callable[[], None],
+    ) -> None:
+        self.opened, self.on_open = opened, on_open
 
     async def __call__(self, **_: Any) -> aiohttp.ClientResponse:
-        return await self.opened()
+        resp = await self.opened()
+        if resp.status == 200:
+            self.on_open()  # a watch that streams is healthy, however long it lasts
+        return resp
 
     __doc__ = ""

@@ -43,7 +43,7 @@ async def _operate(args: argparse.Namespace) -> None:
     """kopf with its /healthz on --health-port, and /metrics on --metrics-port beside it."""
     from kopflow import metrics
 
-    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    liveness = f"http://{args.health_host}:{args.health_port}/healthz" if args.health_port else None
     stop = None
     if args.metrics_port:
         stop = await metrics.serve(args.metrics_port, args.metrics_host)

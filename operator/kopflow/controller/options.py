@@ -40,6 +40,9 @@ def add_client_flags(p: argparse.ArgumentParser) -> None:
         help=f"objects per page when listing (default {DEFAULT_PAGE_SIZE})",
     )
     p.add_argument(
+        "--health-host", default="0.0.0.0", help="address /healthz listens on (default all)"
+    )
+    p.add_argument(
         "--health-bound",
         type=float,
         default=DEFAULT_HEALTH_BOUND,

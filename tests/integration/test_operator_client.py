@@ -107,7 +107,7 @@ async def test_a_throttled_request_pauses_the_others_too(client: Client, server:
     server.faults.configure(throttle=1.0, verbs={"get"}, resources={"configmaps"})
     client.retry = RetryPolicy(max_retries=1, jitter=0.0)
     throttled = asyncio.create_task(client.request("GET", f"{CONFIGMAPS}/any"))
-    while not server.requests.codes[429]:
+    while not client.retries:  # the 429 arrived and its pause began
         await asyncio.sleep(0.01)
     started = time.monotonic()
     await client.request("GET", "/api/v1/namespaces")  # not throttled itself

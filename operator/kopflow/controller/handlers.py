@@ -105,8 +105,7 @@ async def login(**_: Any) -> kopf.AiohttpSession:
     config = creds.configuration
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ssl=_ssl_context(creds)),
-        proxy=config.proxy or None,
-        trust_env=True,  # HTTPS_PROXY / NO_PROXY, as kubernetes_asyncio's own session
+        proxy=config.proxy or None,  # proxy-url, or HTTPS_PROXY/NO_PROXY read at login
         middlewares=(_middleware(creds),),
     )
     return kopf.AiohttpSession(

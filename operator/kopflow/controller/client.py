@@ -297,7 +297,10 @@ class Client:
         connector = rest.pool_manager.connector
         rest.pool_manager.detach()
         rest.pool_manager = aiohttp.ClientSession(
-            connector=connector, trust_env=False, read_bufsize=2**21
+            connector=connector,
+            trust_env=False,
+            read_bufsize=2**21,
+            trace_configs=[metrics.aiohttp_trace()],  # every request counted, watches too
         )
         self.api.user_agent = f"{user_agent} (pid {os.getpid()})"
         self.limiter = TokenBucket(qps, burst)
@@ -345,17 +348,11 @@ class Client:
         relogged = False
         attempt = 0
         while True:
-            started = time.monotonic()
+            resp = await self._send(method, path, body, content_type, query, REQUEST_TIMEOUT)
             try:
-                resp = await self._send(method, path, body, content_type, query, REQUEST_TIMEOUT)
-                try:
-                    data = await resp.read()
-                finally:
-                    resp.release()
-            except (aiohttp.ClientError, TimeoutError) as err:
-                metrics.api_request(method, type(err).__name__, time.monotonic() - started)
-                raise
-            metrics.api_request(method, resp.status, time.monotonic() - started)
+                data = await resp.read()
+            finally:
+                resp.release()
             try:
                 answer: dict[str, Any] = json.loads(data) if data else {}
             except ValueError:

@@ -55,7 +55,8 @@ def configure(**options: Any) -> None:
 
 async def credentials() -> Credentials:
     """The process's one identity, loaded on first use (kopf may log in before start-up)."""
-    if "task" not in _identity:
+    task = _identity.get("task")
+    if task is None or (task.done() and task.exception() is not None):  # retry a failed load
         creds = Credentials(OPTIONS["kubeconfig"], OPTIONS["context"])
         _identity["task"] = asyncio.ensure_future(creds.load())
         _identity["credentials"] = creds

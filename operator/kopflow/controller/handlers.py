@@ -125,9 +125,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
     # A run's events are mostly its own status writes coming back: handle each at once (the
-    # default 0.1 s window only delays cancel/suspend), and stop idle per-run workers soon.
+    # default 0.1 s window only delays cancel/suspend).
     settings.batching.batch_window = 0.01
-    settings.batching.idle_timeout = 30
     options = {k: OPTIONS[k] for k in ("qps", "burst", "page_size") if OPTIONS.get(k) is not None}
     client = Client(await credentials(), **options)
     kube = Kube(client)

@@ -319,7 +319,8 @@ async def test_https_proxy_from_the_environment_tunnels_both_clients(
 
 
 def test_exec_credentials_give_kopf_their_expiry(server: ApiServer, tmp_path: Path) -> None:
-    """kopf logs in again when the exec credential expires (ConnectionInfo.expiration)."""
+    """The exec credential's expiry is known (kopf is not given it: its middleware takes a
+    fresh token per request, see handlers.login)."""
     path, _ = exec_kubeconfig(server, tmp_path, valid_for=3600)
 
     async def load() -> dt.datetime | None:

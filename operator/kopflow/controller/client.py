@@ -187,7 +187,7 @@ class Credentials:
         return str(value).removeprefix("Bearer ") if value else None
 
     def expiration(self) -> dt.datetime | None:
-        """When the current credential expires (exec plugins), for kopf's re-login."""
+        """When the current credential expires (exec plugins); kopf is not told (handlers)."""
         if self._loader is None:
             return None
         expiry = getattr(self._loader, "exec_plugin_expiry", None)

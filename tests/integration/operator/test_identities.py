@@ -229,7 +229,7 @@ def test_401_mid_run_logs_in_again_with_the_plugins_new_token(
     token_file, calls = tmp_path / "token", tmp_path / "plugin.log"
     token_file.write_text(identities.bound_token(cluster.client, ns, OPERATOR_SA, "token-1"))
     user = identities.exec_user(token_file, calls, ttl=3600, sleep=0)
-    start_operator(configured(tmp_path / "x", plane, user))
+    op = start_operator(configured(tmp_path / "x", plane, user))
     gate = tmp_path / "gate"
     gated_run(kube, "relogin", gate)
     kube.wait_task("relogin", "gate", "Running", timeout=30)
@@ -243,6 +243,7 @@ def test_401_mid_run_logs_in_again_with_the_plugins_new_token(
     succeeded(kube, "relogin")
     hello(kube)
     assert new[-8:] in {c["token"] for c in plugin_calls(calls)}
+    assert "401" in op.log.read_text(), "the server never refused the old token"
 
 
 def test_tls_server_name_for_an_address_outside_the_certificate(
@@ -294,8 +295,9 @@ def test_through_a_connect_proxy(
         )  # fmt: skip
         env: dict[str, str | None] = {"NO_PROXY": None, "no_proxy": None, "HTTP_PROXY": None}
         env |= {"HTTPS_PROXY": None if by_config else proxy.url, "https_proxy": None}
-        start_operator(config, env=env)
+        op = start_operator(config, env=env)
         hello(kube)
+        op.stop()  # before the proxy: its connections end cleanly
         tunnels = proxy.snapshot()
     assert {t.target for t in tunnels} == {f"{SAN_NAME}:443"}
     assert len(tunnels) >= 2, tunnels  # kopf's session and kopflow's client

@@ -141,7 +141,9 @@ class FaultInjector:
             return None
         p = self.plan
         roll = self.rng.random()
-        denies = p.deny if p.deny_match is None or p.deny_match in body else 0.0
+        # matched against compact JSON: a webhook sees the object, not the client's spacing
+        compact = body.replace('": ', '":').replace(", ", ",") if p.deny_match else body
+        denies = p.deny if p.deny_match is None or p.deny_match in compact else 0.0
         kinds: list[tuple[str, float]] = [
             ("drop_watch", p.drop_watch if verb == "watch" else 0.0),
             # a real server answers 409 Conflict only to writes, never to a read or a list

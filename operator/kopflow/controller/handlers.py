@@ -55,7 +55,8 @@ def configure(**options: Any) -> None:
 
 async def credentials() -> Credentials:
     """The process's one identity, loaded on first use (kopf may log in before start-up)."""
-    if "task" not in _identity:
+    task = _identity.get("task")
+    if task is None or (task.done() and task.exception() is not None):  # retry a failed load
         creds = Credentials(OPTIONS["kubeconfig"], OPTIONS["context"])
         _identity["task"] = asyncio.ensure_future(creds.load())
         _identity["credentials"] = creds
@@ -107,8 +108,7 @@ async def login(**_: Any) -> kopf.AiohttpSession:
     config = creds.configuration
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ssl=_ssl_context(creds)),
-        proxy=config.proxy or None,
-        trust_env=True,  # HTTPS_PROXY / NO_PROXY, as kubernetes_asyncio's own session
+        proxy=config.proxy or None,  # proxy-url, or HTTPS_PROXY/NO_PROXY read at login
         middlewares=(_middleware(creds),),
     )
     return kopf.AiohttpSession(server=creds.server, aiohttp_session=session)
@@ -125,9 +125,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
     # A run's events are mostly its own status writes coming back: handle each at once (the
-    # default 0.1 s window only delays cancel/suspend), and stop idle per-run workers soon.
+    # default 0.1 s window only delays cancel/suspend).
     settings.batching.batch_window = 0.01
-    settings.batching.idle_timeout = 30
     options = {k: OPTIONS[k] for k in ("qps", "burst", "page_size") if OPTIONS.get(k) is not None}
     client = Client(await credentials(), **options)
     kube = Kube(client)

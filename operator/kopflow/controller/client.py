@@ -164,7 +164,10 @@ class Credentials:
         expiry = getattr(loader, "exec_plugin_expiry", None)
         if expiry is None:
             return False  # no expirationTimestamp: valid until a 401 says otherwise
-        return bool(k8s_config.kube_config._is_expired(expiry))
+        # As client-go: expired at expirationTimestamp. kubernetes_asyncio's own check renews 5
+        # minutes early, so a credential shorter-lived than that ran the plugin before every
+        # request (a 1 s plugin made each request wait 1 s); a 401 still logs in again.
+        return bool(expiry <= dt.datetime.now(dt.UTC))
 
     async def relogin(self) -> None:
         """After a 401: read the token file again, run the exec plugin again, or re-read the
@@ -191,7 +194,7 @@ class Credentials:
         return str(value).removeprefix("Bearer ") if value else None
 
     def expiration(self) -> dt.datetime | None:
-        """When the current credential expires (exec plugins), for kopf's re-login."""
+        """When the current credential expires (exec plugins); kopf is not told (handlers)."""
         if self._loader is None:
             return None
         expiry = getattr(self._loader, "exec_plugin_expiry", None)

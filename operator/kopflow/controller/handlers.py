@@ -98,7 +98,9 @@ def _middleware(creds: Credentials) -> Any:
 @kopf.on.login()
 async def login(**_: Any) -> kopf.AiohttpSession:
     """kopf's session from kopflow's credentials. kopf calls this again after a 401 (then the
-    identity is re-read: token file, kubeconfig, exec plugin) and when `expiration` passes."""
+    identity is re-read: token file, kubeconfig, exec plugin). No `expiration`: the middleware
+    already takes a fresh token per request, and kopf, on expiry, closes the session under the
+    requests still using it (an AssertionError in aiohttp that killed the operator)."""
     first = "task" not in _identity
     creds = await credentials()
     if not first:
@@ -109,9 +111,7 @@ async def login(**_: Any) -> kopf.AiohttpSession:
         proxy=config.proxy or None,  # proxy-url, or HTTPS_PROXY/NO_PROXY read at login
         middlewares=(_middleware(creds),),
     )
-    return kopf.AiohttpSession(
-        server=creds.server, aiohttp_session=session, expiration=creds.expiration()
-    )
+    return kopf.AiohttpSession(server=creds.server, aiohttp_session=session)
 
 
 @kopf.on.startup()

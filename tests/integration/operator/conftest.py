@@ -34,7 +34,7 @@ import kubernetes
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
-from tests.support import kubectl
+from tests.support import identities, kubectl
 from tests.support.apiserver import ApiServer
 from tests.support.apiserver_fixtures import WIDGET_CRD
 from tests.support.control_plane import ControlPlane
@@ -84,22 +84,8 @@ class Cluster:
 
 
 def write_kubeconfig(path: Path, server: str, token: str, ca_file: Path | None) -> Path:
-    cluster: dict[str, Any] = {"server": server}
-    if ca_file is not None:
-        cluster["certificate-authority"] = str(ca_file)
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": cluster}],
-                "users": [{"name": "u", "user": {"token": token}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
-    return path
+    """A kubeconfig with a static bearer token (tests/support/identities.py has the others)."""
+    return identities.kubeconfig(path, server, ca_file, identities.token_user(token))
 
 
 def grant_operator(client: kubernetes.client.ApiClient, namespace: str) -> str:
@@ -222,8 +208,12 @@ def free_port() -> int:
 class Operator:
     """A `kopflow operator` subprocess that can be killed and started again."""
 
-    def __init__(self, cluster: Cluster, log: Path, *extra: str) -> None:
+    def __init__(
+        self, cluster: Cluster, log: Path, *extra: str, env: dict[str, str | None] | None = None
+    ) -> None:
         self.cluster, self.log, self.extra = cluster, log, extra
+        self.env = env or {}
+        """Changes to its environment (None: unset), e.g. the in-cluster variables, a proxy."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.metrics_port = free_port()
@@ -240,13 +230,15 @@ class Operator:
         args = ["--health-port", "0", "--metrics-port", str(self.metrics_port)]
         args += ["--metrics-host", "127.0.0.1"]
         args += [*self.cluster.operator_args, *self.extra]
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.operator_kubeconfig),
+            "POD_NAMESPACE": self.cluster.namespace,  # where its Lease lives
+            **self.env,
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kopflow", "operator", *args],
-            env={
-                **os.environ,
-                "KUBECONFIG": str(self.cluster.operator_kubeconfig),
-                "POD_NAMESPACE": self.cluster.namespace,  # where its Lease lives
-            },
+            env={k: v for k, v in env.items() if v is not None},
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=15,
         help="leader Lease duration; a dead leader is replaced after this (default 15)",
     )
+    from kopflow.controller.options import add_client_flags
+
+    add_client_flags(p)
     # Tests and benchmarks only: the scheduler's clock runs RATE times faster from ANCHOR
     # (epoch seconds), so per-minute schedules fire every few seconds.
     p.add_argument("--clock-anchor", type=float, default=None, help=argparse.SUPPRESS)

@@ -68,8 +68,8 @@ from urllib.parse import quote
 
 import aiohttp
 import kubernetes
+from tests.support.rawhttp import ApiError, Http, auth_headers, ssl_context
 
-from kopflow.controller.http import ApiError, Http, auth_headers, ssl_context
 from kopflow.executors.mounts import VolumeError
 
 from . import pod_process

@@ -1,29 +1,35 @@
-"""kopf registrations: start-up, clean-up, and Workflow events; thin glue to the supervisor.
+"""kopf registrations: login, start-up, clean-up, probes, Workflow and WorkflowRun events.
 
-kopf runs the process (login, signals, liveness) and watches Workflows. Runs, Jobs and Pods
-are watched by the lean watchers of `watch.py` instead: they are hot (several events per task
-attempt) and only feed the supervisor. Nothing here adds finalizers or kopf annotations, so
-deleting a run or a Workflow never waits for the operator.
+kopf runs the process (login, signals, liveness) and watches Workflows and WorkflowRuns; its
+login comes from the same `client.Credentials` as kopflow's own requests (one identity, one
+refresh). Jobs and Pods are hot (several events per task attempt) and only feed an in-memory
+index, so they are watched by `client.Informer` (kubernetes_asyncio's Watch, raw JSON): kopf's
+per-event machinery costs several times more per event (docs/design.md, "Client stack").
+Nothing here adds finalizers or kopf annotations, so deleting a run or a Workflow never waits
+for the operator.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
+import ssl
 from typing import Any
 
+import aiohttp
 import kopf
 
 from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
-from kopflow.controller.kube import API_THREADS, Kube, load_client
+from kopflow.controller.client import Client, Credentials, Informer
+from kopflow.controller.health import Health
+from kopflow.controller.kube import Kube
 from kopflow.controller.leader import LeaderElector
 from kopflow.controller.supervisor import Supervisor
-from kopflow.controller.watch import Watcher
 
+logger = logging.getLogger("kopflow.handlers")
 RUN_LABEL = "kopflow.dev/run"
 OPTIONS: dict[str, Any] = {
     "leader_elect": False,
@@ -31,12 +37,81 @@ OPTIONS: dict[str, Any] = {
     "lease_seconds": 15,
     "namespaces": [],
     "clock": None,
+    "kubeconfig": None,
+    "context": None,
+    "qps": None,
+    "burst": None,
+    "page_size": None,
+    "health_bound": None,
+    "resync_seconds": 300.0,
 }
+_identity: dict[str, Any] = {}
 
 
 def configure(**options: Any) -> None:
     """Options from the command line, read at startup."""
-    OPTIONS.update(options)
+    OPTIONS.update({k: v for k, v in options.items() if v is not None})
+
+
+async def credentials() -> Credentials:
+    """The process's one identity, loaded on first use (kopf may log in before start-up)."""
+    task = _identity.get("task")
+    if task is None or (task.done() and task.exception() is not None):  # retry a failed load
+        creds = Credentials(OPTIONS["kubeconfig"], OPTIONS["context"])
+        _identity["task"] = asyncio.ensure_future(creds.load())
+        _identity["credentials"] = creds
+    await asyncio.shield(_identity["task"])
+    loaded: Credentials = _identity["credentials"]
+    return loaded
+
+
+def _ssl_context(creds: Credentials) -> ssl.SSLContext | bool:
+    """TLS for kopf's session exactly as kubernetes_asyncio builds it for ours."""
+    config = creds.configuration
+    if not str(config.host).startswith("https"):
+        return False
+    ctx = ssl.create_default_context(cafile=config.ssl_ca_cert)
+    if config.cert_file:
+        ctx.load_cert_chain(config.cert_file, keyfile=config.key_file)
+    if not config.verify_ssl:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _middleware(creds: Credentials) -> Any:
+    """Per request of kopf's session: the current token (rotated file, fresh exec credential)
+    and the kubeconfig's `tls-server-name` (aiohttp takes it per request, not per session)."""
+
+    async def middleware(req: Any, handler: Any) -> Any:
+        config = creds.configuration
+        token = await config.get_api_key_with_prefix("BearerToken")
+        if token:
+            req.headers["Authorization"] = token
+        if config.tls_server_name:
+            req.server_hostname = config.tls_server_name
+        return await handler(req)
+
+    return middleware
+
+
+@kopf.on.login()
+async def login(**_: Any) -> kopf.AiohttpSession:
+    """kopf's session from kopflow's credentials. kopf calls this again after a 401 (then the
+    identity is re-read: token file, kubeconfig, exec plugin) and when `expiration` passes."""
+    first = "task" not in _identity
+    creds = await credentials()
+    if not first:
+        await creds.relogin()
+    config = creds.configuration
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=_ssl_context(creds)),
+        proxy=config.proxy or None,  # proxy-url, or HTTPS_PROXY/NO_PROXY read at login
+        middlewares=(_middleware(creds),),
+    )
+    return kopf.AiohttpSession(
+        server=creds.server, aiohttp_session=session, expiration=creds.expiration()
+    )
 
 
 @kopf.on.startup()
@@ -49,10 +124,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
-    asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="api")
-    )
-    kube = Kube(load_client())
+    # A run's events are mostly its own status writes coming back: handle each at once (the
+    # default 0.1 s window only delays cancel/suspend).
+    settings.batching.batch_window = 0.01
+    options = {k: OPTIONS[k] for k in ("qps", "burst", "page_size") if OPTIONS.get(k) is not None}
+    client = Client(await credentials(), **options)
+    kube = Kube(client)
+    health = memo.health = Health(OPTIONS["health_bound"] or 60.0)
     namespaces = OPTIONS["namespaces"] or None
     supervisor = memo.supervisor = Supervisor(
         kube,
@@ -60,25 +138,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         namespaces=namespaces or [""],
         clock=OPTIONS["clock"],
     )
+    health.sources.append(supervisor.stuck)
     metrics.track(supervisor)
     memo.watchers = [
         asyncio.create_task(
-            Watcher(
-                kube.client.configuration,
-                path,
-                "" if "workflowruns" in path else RUN_LABEL,
-                on_event,
-                on_relist,
-                namespaces,
-            ).run(),
+            Informer(client, path, RUN_LABEL, on_event, on_relist, namespaces, health).run(),
             name=f"watch {path}",
         )
         for path, on_event, on_relist in (
-            (f"/apis/{GROUP}/{VERSION}/workflowruns", supervisor.on_run, supervisor.relist_runs),
             ("/apis/batch/v1/jobs", supervisor.on_job, supervisor.relist_jobs),
             ("/api/v1/pods", supervisor.on_pod, supervisor.relist_pods),
         )
     ]
+    memo.watchers.append(
+        asyncio.create_task(_resync_runs(client, supervisor, namespaces or [""], health))
+    )
     if OPTIONS["leader_elect"]:
         namespace = OPTIONS["lease_namespace"] or os.environ.get("POD_NAMESPACE") or "default"
         elector = LeaderElector(
@@ -90,6 +164,34 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         )
         kube.may_write = elector.may_write
         memo.elector = asyncio.create_task(elector.run(), name="leader election")
+
+
+async def _resync_runs(
+    client: Client, supervisor: Supervisor, namespaces: list[str], health: Health
+) -> None:
+    """List runs at start (schedules wait for it) and every `resync_seconds`: kopf's watch
+    does not report deletions it missed while disconnected."""
+    path = f"/apis/{GROUP}/{VERSION}/workflowruns"
+    for namespace in namespaces:
+        name = f"list runs {namespace or '(all)'}"
+        for delay in (0.2, 0.5, 1.0, 2.0, 5.0, *[5.0] * 1000):
+            try:
+                ns_path = path.replace("/workflowruns", f"/namespaces/{namespace}/workflowruns")
+                items, _ = await client.list(ns_path if namespace else path)
+                await supervisor.resync_runs(namespace, items)
+                health.ok(name)
+                break
+            except Exception as err:
+                health.failing(name, str(err))
+                logger.warning("%s: %s; retrying in %ss", name, err, delay)
+                await asyncio.sleep(delay)
+    while True:
+        await asyncio.sleep(OPTIONS["resync_seconds"])
+        for namespace in namespaces:
+            with contextlib.suppress(Exception):
+                ns_path = path.replace("/workflowruns", f"/namespaces/{namespace}/workflowruns")
+                items, _ = await client.list(ns_path if namespace else path)
+                await supervisor.resync_runs(namespace, items)
 
 
 @kopf.on.cleanup()
@@ -104,6 +206,21 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo.supervisor.kube.http.close()
 
 
+@kopf.on.probe(id="kopflow")
+async def healthy(memo: kopf.Memo, **_: Any) -> str:
+    """/healthz: a non-2xx answer when a watch failed, or a worker was stuck, too long."""
+    health: Health | None = getattr(memo, "health", None)
+    problems = health.problems() if health is not None else []
+    if problems:
+        raise kopf.PermanentError("; ".join(problems))
+    return "ok"
+
+
 @kopf.on.event(GROUP, VERSION, "workflows")
 async def workflow_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     memo.supervisor.on_workflow(event.get("type"), dict(event["object"]))
+
+
+@kopf.on.event(GROUP, VERSION, "workflowruns")
+async def run_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    memo.supervisor.on_run(event.get("type"), dict(event["object"]))

@@ -1,9 +1,9 @@
 """The few API calls the operator makes, as async methods.
 
-Writes on the hot path go over `http.Http` (plain JSON); rare reads use the official client
-in worker threads. Only metadata-level access: Jobs (create, delete), Pods (read, for a late
-termination message), the run's status, Workflows (read), Events (create), Leases and
-kopflow's own cache ConfigMaps. Nothing here reads Secrets, user ConfigMaps or pod logs.
+All of them go over `client.Client.request` (kubernetes_asyncio, raw JSON). Only
+metadata-level access: Jobs (create, delete), Pods (read, for a late termination message), the
+run's status, Workflows (read), Events (create), Leases and kopflow's own cache ConfigMaps.
+Nothing here reads Secrets, user ConfigMaps or pod logs.
 """
 
 from __future__ import annotations
@@ -11,42 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import kubernetes
-from kubernetes.client.exceptions import ApiException
 
-from kopflow import __version__, metrics
+from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
-from kopflow.controller.http import MERGE_PATCH, ApiError, Http
+from kopflow.controller.client import MERGE_PATCH, ApiError, Client
 from kopflow.engine.observations import CacheEntry
 from kopflow.engine.times import format_time, parse_time
 
+__all__ = ["MERGE_PATCH", "ApiError", "Kube"]
+
 CACHE_LABEL = "kopflow.dev/cache"
 CACHE_PREFIX = "kopflow-cache-"
-REQUEST_TIMEOUT = (10, 30)
-"""(connect, read) seconds for every blocking client call."""
-API_THREADS = 32
-"""Blocking client calls run in this many threads (and as many pooled connections)."""
 
 
-def load_client(pool_size: int = API_THREADS) -> kubernetes.client.ApiClient:
-    """In-cluster config when running in a pod, else the current kubeconfig context, with a
-    connection pool as large as the thread pool (urllib3's default 10 would reconnect)."""
-    config = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
-    config.connection_pool_maxsize = pool_size
-    client = kubernetes.client.ApiClient(config)
-    client.user_agent = f"kopflow/{__version__} (pid {os.getpid()})"
-    return metrics.instrument_client(client)
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{}/leases"
 
 
 class NotLeading(Exception):
@@ -74,14 +58,10 @@ up, a webhook or a namespace may come back; an invalid Job stays invalid."""
 
 
 class Kube:
-    """Async facade: each call runs the blocking client in a worker thread."""
+    """The operator's API calls, over the process's one client (`http.request`)."""
 
-    def __init__(self, client: kubernetes.client.ApiClient) -> None:
-        self.client = client
-        self.http = Http(client.configuration, client.user_agent)
-        self.core = kubernetes.client.CoreV1Api(client)
-        self.custom = kubernetes.client.CustomObjectsApi(client)
-        self.coordination = kubernetes.client.CoordinationV1Api(client)
+    def __init__(self, client: Client) -> None:
+        self.http = client
         self._background: set[asyncio.Task[None]] = set()
         self.may_write: Callable[[], bool] = lambda: True
         """Set by leader election: False once this replica may no longer act."""
@@ -90,11 +70,6 @@ class Kube:
         """Raise NotLeading unless this replica may write now (before each batch of writes)."""
         if not self.may_write():
             raise NotLeading("the lease was not renewed within its renew deadline")
-
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """A blocking client call in a worker thread, bounded so a half-open connection
-        cannot hold a thread (and a run) forever."""
-        return await asyncio.to_thread(fn, *args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create a Job; False when it already exists (a relaunch after a crash: harmless)."""
@@ -170,58 +145,50 @@ class Kube:
 
     async def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         """The Pods of one Job (status only matters: exit code, termination message)."""
-        pods = await self._call(
-            self.core.list_namespaced_pod,
-            namespace,
-            label_selector=f"batch.kubernetes.io/job-name={job_name}",
+        items, _ = await self.http.list(
+            f"/api/v1/namespaces/{namespace}/pods",
+            {"labelSelector": f"batch.kubernetes.io/job-name={job_name}"},
         )
-        return [self.client.sanitize_for_serialization(p) for p in pods.items]  # type: ignore[no-untyped-call]
+        return items
 
-    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get(self, path: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
         try:
-            lease = await self._call(self.coordination.read_namespaced_lease, name, namespace)
-        except ApiException as err:
+            return await self.http.request("GET", path)
+        except ApiError as err:
             if err.status == 404:
                 return None
             raise
-        body: dict[str, Any] = self.client.sanitize_for_serialization(lease)  # type: ignore[no-untyped-call]
-        return body
 
-    async def create_lease(self, namespace: str, body: dict[str, Any]) -> bool:
-        """False when another replica created it first."""
+    async def _create(self, path: str, body: dict[str, Any]) -> bool:
+        """POST; False when the name is taken (409), e.g. by another replica."""
         try:
-            await self._call(self.coordination.create_namespaced_lease, namespace, body)
-        except ApiException as err:
+            await self.http.request("POST", path, body)
+        except ApiError as err:
             if err.status == 409:
                 return False
             raise
         return True
 
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get(f"{LEASES.format(namespace)}/{name}")
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> bool:
+        """False when another replica created it first."""
+        return await self._create(LEASES.format(namespace), body)
+
     async def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
         """PUT with the read resourceVersion: False when another replica wrote in between."""
         try:
-            await self._call(self.coordination.replace_namespaced_lease, name, namespace, body)
-        except ApiException as err:
+            await self.http.request("PUT", f"{LEASES.format(namespace)}/{name}", body)
+        except ApiError as err:
             if err.status == 409:
                 return False
             raise
         return True
 
     async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            body: dict[str, Any] = await self._call(
-                self.custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                "workflows",
-                name,
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-        return body
+        return await self._get(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}")
 
     async def patch_run_status(
         self,
@@ -294,17 +261,12 @@ class Kube:
 
     async def get_cache(self, namespace: str, key: str, now: datetime) -> CacheEntry | None:
         """A live cache entry from kopflow's own ConfigMap, or None."""
+        cm = await self._get(f"/api/v1/namespaces/{namespace}/configmaps/{CACHE_PREFIX + key}")
+        if cm is None:
+            metrics.cache_lookup(hit=False)
+            return None
         try:
-            cm = await self._call(
-                self.core.read_namespaced_config_map, CACHE_PREFIX + key, namespace
-            )
-        except ApiException as err:
-            if err.status == 404:
-                metrics.cache_lookup(hit=False)
-                return None
-            raise
-        try:
-            data = cm.data or {}
+            data = cm.get("data") or {}
             expires = parse_time(data["expiresAt"])
             outputs = json.loads(data["outputs"])
         except (KeyError, ValueError, TypeError):

@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
+from kopflow.controller.client import ApiError
 from kopflow.controller.kube import Kube
 
 logger = logging.getLogger("kopflow.leader")
@@ -143,6 +142,6 @@ class LeaderElector:
                 spec_now["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
             lease["spec"] = {**spec, **spec_now}
             return await self.kube.replace_lease(self.namespace, self.name, lease)
-        except ApiException as err:
+        except ApiError as err:
             logger.warning("lease %s: %s %s", self.name, err.status, err.reason)
             return False

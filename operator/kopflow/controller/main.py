@@ -28,6 +28,12 @@ def run(args: argparse.Namespace) -> int:
         lease_seconds=args.lease_seconds,
         namespaces=args.namespace,
         clock=Clock(args.clock_anchor or 0.0, args.clock_rate),
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        qps=args.qps,
+        burst=args.burst,
+        page_size=args.page_size,
+        health_bound=args.health_bound,
     )
     asyncio.run(_operate(args))
     return 0
@@ -37,7 +43,7 @@ async def _operate(args: argparse.Namespace) -> None:
     """kopf with its /healthz on --health-port, and /metrics on --metrics-port beside it."""
     from kopflow import metrics
 
-    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    liveness = f"http://{args.health_host}:{args.health_port}/healthz" if args.health_port else None
     stop = None
     if args.metrics_port:
         stop = await metrics.serve(args.metrics_port, args.metrics_host)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from kopflow import metrics
 from kopflow.api.run import FINISHED_RUN_PHASES, WorkflowRun, WorkflowRunStatus
 from kopflow.api.workflow import WorkflowSpec
-from kopflow.controller.http import ApiError
+from kopflow.controller.client import ApiError
 from kopflow.controller.index import AttemptIndex
 from kopflow.controller.kube import JobRejected, Kube
 from kopflow.controller.patches import merge_patch
@@ -83,6 +84,8 @@ class RunWorker:
         self.kube, self.index = kube, index
         self.body: dict[str, Any] = {}
         self.wake = asyncio.Event()
+        self.stepping_since: float | None = None
+        """monotonic() when the current step began (None between steps): /healthz reads it."""
         self.written: WorkflowRunStatus | None = None
         self.answers: dict[str, CacheEntry | None] = {}
         self.spec: WorkflowSpec | None = None
@@ -107,6 +110,7 @@ class RunWorker:
         while True:
             self.wake.clear()
             try:
+                self.stepping_since = time.monotonic()
                 with metrics.reconciling(self.namespace):
                     until = await self.step()
                 failures = conflicts = 0
@@ -126,6 +130,7 @@ class RunWorker:
                     "run %s/%s: step failed; retrying in %ss", self.namespace, self.name, delay
                 )
                 until = _now() + timedelta(seconds=delay)
+            self.stepping_since = None
             if until is DONE:
                 return
             await self._sleep(until)

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from kopflow import metrics
 from kopflow.api.workflow import API_VERSION, WorkflowSpec
+from kopflow.controller.client import MERGE_PATCH, ApiError
 from kopflow.controller.clock import Clock
-from kopflow.controller.http import MERGE_PATCH, ApiError
 from kopflow.controller.kube import Kube
 from kopflow.engine.naming import label_value
 from kopflow.engine.schedule import (

@@ -157,6 +157,29 @@ class Supervisor:
         self.listed.add(namespace)
         self.schedules.wake_all()
 
+    async def resync_runs(self, namespace: str, runs: list[dict[str, Any]]) -> None:
+        """A fresh list of runs next to kopf's watch (which reports no deletions it missed
+        while disconnected): a known run absent from the list is dropped once a read confirms
+        it is gone (it may be newer than the list); unknown ones are added; the rest is kopf's."""
+        present = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in runs}
+        for key in [k for k in self.bodies if (not namespace or k[0] == namespace)]:
+            if key not in present and await self.kube.get_run(*key) is None and key in self.bodies:
+                self.on_run("DELETED", self.bodies[key])
+        for run in runs:
+            meta = run["metadata"]
+            if (meta["namespace"], meta["name"]) not in self.bodies:
+                self.on_run("ADDED", run)
+        self.listed.add(namespace)
+        self.schedules.wake_all()
+
+    def stuck(self) -> list[tuple[str, float]]:
+        """Run workers inside one step now, and since when (for /healthz)."""
+        return [
+            (f"run {key[0]}/{key[1]}", since)
+            for key, worker in self.workers.items()
+            if (since := worker.stepping_since) is not None and key in self.tasks
+        ]
+
     def _runs_listed(self, namespace: str) -> bool:
         return "" in self.listed or namespace in self.listed
 

@@ -1,4 +1,4 @@
-"""Plain async HTTP to the API server, authenticated from the client's Configuration.
+"""Plain async HTTP to the API server for the simulated kubelet (test support, not the operator).
 
 The official client spends most of an operator's CPU on model (de)serialization and thread
 hand-offs; the hot path (watches, Job creation, status patches, Events) needs neither, so it

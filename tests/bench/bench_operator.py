@@ -103,6 +103,7 @@ def bench(backend: str, runs: int, workdir: Path) -> dict[str, float]:
             for verb, code in sorted(client1)
             if client1[(verb, code)] - client0.get((verb, code), 0)
         }
+        source = r.server_timings(observer)
         lat, missing = dependency_latencies(observer, names, DAG)
         out = {
             "writes": (job_writes + run_writes) / max(attempts, 1),
@@ -121,7 +122,8 @@ def bench(backend: str, runs: int, workdir: Path) -> dict[str, float]:
         print(f"  operator client requests: {client}")
         print(f"  dependency finished -> next Job created: p50 {out['p50']:.0f} ms, "
               f"p99 {out['p99']:.0f} ms, max {max(lat, default=float('nan')):.0f} ms "
-              f"over {len(lat)} edges ({missing} unseen) (targets 50 / 250 ms)")  # fmt: skip
+              f"over {len(lat)} edges ({missing} unseen), times from {source} "
+              f"(targets 50 / 250 ms)")  # fmt: skip
         print(f"  operator CPU: {cpu:.1f} s, {out['cpu_ms']:.1f} ms per task attempt; "
               f"the rig's CPU s: {rig_cpu}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
         print(f"  operator RSS at the end: {rss:.0f} MiB (peak {hwm:.0f} MiB)")

@@ -1,227 +1,133 @@
-"""Benchmark: the operator under load, against the emulator and the simulated kubelet.
+"""Benchmark (issue 10): the operator under load, on the emulator and on the real control plane.
 
-Prints, for 100 concurrent runs of a 10-task DAG of instant tasks (`true`):
-  - API writes to Jobs and WorkflowRuns per task attempt (target <= 2.2; Events separately),
-  - dependency finished -> next Job created latency p50 / p99 (targets 50 ms / 250 ms),
-  - operator CPU seconds per task;
-then the operator's peak RSS with 500 active runs (target <= 200 MiB), and the serialized size
-of a finished 2,000-task WorkflowRun.
+For `--runs` runs (100) of a 10-task DAG of instant tasks (`true`), all created at once, with
+the operator, the cluster (+ simulated kubelet) and this driver in separate processes (see
+rig.py for how each figure is measured), it prints per backend:
+  - API writes per task attempt, server side (target <= 2.2; Events counted apart),
+  - dependency finished (Pod terminated) -> next Job created, p50 / p99 (targets 50 / 250 ms),
+  - operator CPU seconds per task attempt, and its RSS (now / peak) at the end
+    (RSS with 500 active runs is bench_memory.py's),
+then the serialized size of a finished 2,000-task WorkflowRun.
 
-    .venv/bin/python tests/bench/bench_operator.py [--runs 100] [--active 500]
+    .venv/bin/python tests/bench/bench_operator.py [--backend emulator|real|both] [--runs 100]
+
+About 1-2 minutes per backend on 2 cores. KOPFLOW_PROFILE=FILE makes the operator write a
+cProfile of itself to FILE when it stops (see kopflow.__main__).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import kubernetes
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.apiserver import ApiServer  # noqa: E402
-from tests.support.kubelet import Kubelet  # noqa: E402
-
-GROUP, VERSION = "kopflow.dev", "v1alpha1"
-DAG = [  # a 10-task DAG: a fan-out of 4, a fan-in, a chain of 3, a final pair
-    ("a", []),
-    ("b1", ["a"]),
-    ("b2", ["a"]),
-    ("b3", ["a"]),
-    ("b4", ["a"]),
-    ("c", ["b1", "b2", "b3", "b4"]),
-    ("d", ["c"]),
-    ("e", ["d"]),
-    ("f1", ["e"]),
-    ("f2", ["e"]),
-]
+from rig import (
+    DAG,
+    GROUP,
+    VERSION,
+    WRITE_VERBS,
+    Observer,
+    cpu_seconds,
+    dependency_latencies,
+    median,
+    percentile,
+    rig,
+    rss_mib,
+    run_body,
+    workflow,
+)
 
 
-def workflow(name: str, command: list[str], tasks: list[tuple[str, list[str]]]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Workflow",
-        "metadata": {"name": name},
-        "spec": {
-            "taskDefaults": {"image": "busybox"},
-            "tasks": [
-                {"name": n, "command": command, **({"dependsOn": d} if d else {})} for n, d in tasks
-            ],
-        },
-    }
+def writes(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]) -> dict[str, int]:
+    """resource -> write requests between two server counts."""
+    out: dict[str, int] = {}
+    for (verb, resource), n in after.items():
+        delta = n - before.get((verb, resource), 0)
+        if verb in WRITE_VERBS and delta:
+            out[f"{verb} {resource}"] = out.get(f"{verb} {resource}", 0) + delta
+    return out
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class Timing:
-    """Store listener: when each Job was created and when each attempt's pod terminated."""
-
-    def __init__(self) -> None:
-        self.created: dict[tuple[str, str], float] = {}
-        self.finished: dict[tuple[str, str], float] = {}
-
-    def __call__(self, rt: Any, kind: str, obj: dict[str, Any], old: Any) -> None:
-        meta = obj.get("metadata", {})
-        if rt.plural == "jobs" and kind == "ADDED":
-            self.created[(meta["namespace"], meta["name"])] = time.monotonic()
-        elif rt.plural == "pods":
-            for cs in (obj.get("status") or {}).get("containerStatuses") or ():
-                if "terminated" in (cs.get("state") or {}):
-                    job = (meta.get("labels") or {}).get("batch.kubernetes.io/job-name")
-                    key = (meta["namespace"], job)
-                    self.finished.setdefault(key, time.monotonic())
-
-
-def start_operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "kopflow", "operator", "--health-port", "0"],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def create_runs(custom: Any, ns: str, ref: str, count: int, first: int = 0) -> list[str]:
-    names = []
-    for i in range(first, first + count):
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "WorkflowRun",
-            "metadata": {"name": f"{ref}-{i}"},
-            "spec": {"workflowRef": {"name": ref}},
+def bench(backend: str, runs: int, workdir: Path) -> dict[str, float]:
+    with rig(backend, workdir) as r:
+        custom = __import__("kubernetes").client.CustomObjectsApi(r.client)
+        observer = Observer().start(r.client, r.ns)
+        op = r.start_operator()
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, r.ns, "workflows", workflow("dag", ["true"], DAG)
+        )
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, r.ns, "workflowruns", run_body("warm", "dag")
+        )
+        assert observer.wait_finished(["warm"], 120), "the warm-up run did not finish"
+        time.sleep(1)  # let the warm-up's last writes land before counting
+        server0, client0 = r.server_counts(), r.operator_requests()
+        cpu0, rig0 = cpu_seconds(op.pid), r.cpu()
+        started = time.monotonic()
+        names = [f"r{i}" for i in range(runs)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda name: custom.create_namespaced_custom_object(
+                GROUP, VERSION, r.ns, "workflowruns", run_body(name, "dag")), names))  # fmt: skip
+        created = time.monotonic() - started
+        finished = observer.wait_finished(names, 600, progress=30)
+        wall = time.monotonic() - started
+        cpu = cpu_seconds(op.pid) - cpu0
+        rig_cpu = {k: round(v - rig0.get(k, 0), 1) for k, v in r.cpu().items()}
+        time.sleep(1)  # the last status writes reach the counters
+        server1, client1 = r.server_counts(), r.operator_requests()
+        rss, hwm = rss_mib(op.pid)
+        observer.stop()
+        phases = [observer.run_phase.get(n) for n in names]
+        failed = sum(1 for p in phases if p != "Succeeded")
+        attempts = sum(1 for k in observer.job_seen if k[0] in set(names))
+        w = writes(server0, server1)
+        events = w.pop("create events", 0)
+        job_writes = sum(n for k, n in w.items() if k.split()[1].startswith("jobs"))
+        run_writes = sum(n for k, n in w.items() if k.split()[1].startswith("workflowruns"))
+        if backend == "real":  # other clients write too: only what the operator alone does
+            operator_only = ("create jobs", "delete jobs", "patch jobs", "patch workflowruns",
+                             "patch workflowruns/status", "update workflowruns/status")  # fmt: skip
+            w = {k: n for k, n in w.items() if k in operator_only}
+            job_writes = sum(n for k, n in w.items() if k.split()[1] == "jobs")
+            run_writes = sum(n for k, n in w.items() if k.split()[1].startswith("workflowruns"))
+            posts = client1.get(("POST", "201"), 0) - client0.get(("POST", "201"), 0)
+            events = posts - w.get("create jobs", 0)
+        client = {
+            f"{verb} {code}": client1[(verb, code)] - client0.get((verb, code), 0)
+            for verb, code in sorted(client1)
+            if client1[(verb, code)] - client0.get((verb, code), 0)
         }
-        names.append(
-            custom.create_namespaced_custom_object(GROUP, VERSION, ns, "workflowruns", body)[
-                "metadata"
-            ]["name"]
-        )
-    return names
-
-
-def throughput(
-    server: ApiServer, custom: Any, ns: str, runs: int, op: subprocess.Popen[bytes]
-) -> None:
-    timing = Timing()
-    server.call(server.store.listeners.append, timing)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, ns, "workflows", workflow("dag", ["true"], DAG)
-    )
-    (warm,) = create_runs(custom, ns, "dag", 1)  # the operator is up and has run one DAG
-    rt = server.storage_type("workflowruns.kopflow.dev")
-    server.wait_until(
-        lambda store: (
-            ((store.find(rt, ns, warm) or {}).get("status") or {}).get("phase") == "Succeeded"
-        ),
-        timeout=120,
-    )
-    timing.created.clear()
-    timing.finished.clear()
-    cpu0 = cpu_seconds(op.pid)
-    sim0 = cpu_seconds(os.getpid())
-    server.requests.reset()
-    started = time.monotonic()
-    names = create_runs(custom, ns, "dag", runs, first=1)
-
-    def all_done(store: Any) -> bool:
-        return all(
-            ((store.find(rt, ns, n) or {}).get("status") or {}).get("phase")
-            in ("Succeeded", "Failed")
-            for n in names
-        )
-
-    server.wait_until(all_done, timeout=600)
-    wall = time.monotonic() - started
-    cpu = cpu_seconds(op.pid) - cpu0
-    sim = cpu_seconds(os.getpid()) - sim0
-    counts = server.requests.counts
-    attempts = runs * len(DAG)
-    job_writes = sum(
-        n
-        for (verb, res), n in counts.items()
-        if res == "jobs.batch" and verb in ("create", "delete", "patch", "update")
-    )
-    run_writes = sum(
-        n
-        for (verb, res), n in counts.items()
-        if res.startswith("workflowruns") and verb in ("patch", "update")
-    )
-    events = sum(
-        n for (verb, res), n in counts.items() if res.startswith("events") and verb == "create"
-    )
-    failed = [
-        n
-        for n in names
-        if (server.get("workflowruns.kopflow.dev", ns, n) or {})["status"]["phase"] != "Succeeded"
-    ]
-    deps = dict(DAG)
-    latencies = []
-    for name in names:
-        for task, parents in deps.items():
-            if not parents:
-                continue
-            job = (ns, f"{name}-{task}-1")
-            ready = max(timing.finished[(ns, f"{name}-{p}-1")] for p in parents)
-            latencies.append((timing.created[job] - ready) * 1000)
-    latencies.sort()
-    p50 = statistics.median(latencies)
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
-    print(
-        f"runs={runs} tasks/run={len(DAG)} attempts={attempts} failed runs={len(failed)} "
-        f"wall={wall:.1f}s"
-    )
-    print(
-        f"writes per task attempt: {(job_writes + run_writes) / attempts:.2f}  "
-        f"(jobs {job_writes}, workflowrun status {run_writes}; target <= 2.2)"
-    )
-    print(f"events per task attempt: {events / attempts:.2f}")
-    print(
-        f"dependency finished -> next Job created: p50 {p50:.0f} ms, p99 {p99:.0f} ms  "
-        f"(targets 50 / 250 ms)"
-    )
-    print(f"operator CPU: {cpu:.1f} s, {cpu / attempts * 1000:.1f} ms per task")
-    print(f"emulator + kubelet CPU (this process): {sim:.1f} s of {wall:.1f} s wall")
-
-
-def memory(
-    server: ApiServer, custom: Any, ns: str, active: int, op: subprocess.Popen[bytes]
-) -> None:
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, ns, "workflows", workflow("idle", ["sleep", "600"], [("wait", [])])
-    )
-    names = create_runs(custom, ns, "idle", active)
-    rt = server.storage_type("workflowruns.kopflow.dev")
-
-    def all_running(store: Any) -> bool:
-        return all(
-            (((store.find(rt, ns, n) or {}).get("status") or {}).get("tasks") or {})
-            .get("wait", {})
-            .get("phase")
-            == "Running"
-            for n in names
-        )
-
-    server.wait_until(all_running, timeout=600)
-    print(f"peak RSS with {active} active runs: {peak_rss_mib(op.pid):.0f} MiB (target <= 200 MiB)")
+        source = r.server_timings(observer)
+        lat, missing = dependency_latencies(observer, names, DAG)
+        out = {
+            "writes": (job_writes + run_writes) / max(attempts, 1),
+            "p50": median(lat),
+            "p99": percentile(lat, 99),
+            "cpu_ms": cpu / max(attempts, 1) * 1000,
+            "rss": rss,
+        }
+        print(f"== {backend}: {runs} runs x {len(DAG)} tasks, all created at once "
+              f"(in {created:.1f} s)")  # fmt: skip
+        print(f"  attempts {attempts}, runs not Succeeded {failed}, all finished: {finished}, "
+              f"wall {wall:.1f} s")  # fmt: skip
+        print(f"  API writes per task attempt: {out['writes']:.2f} (target <= 2.2): "
+              f"Jobs {job_writes}, WorkflowRuns {run_writes}; server side {w}")  # fmt: skip
+        print(f"  Events per task attempt: {events / max(attempts, 1):.2f} ({events})")
+        print(f"  operator client requests: {client}")
+        print(f"  dependency finished -> next Job created: p50 {out['p50']:.0f} ms, "
+              f"p99 {out['p99']:.0f} ms, max {max(lat, default=float('nan')):.0f} ms "
+              f"over {len(lat)} edges ({missing} unseen), times from {source} "
+              f"(targets 50 / 250 ms)")  # fmt: skip
+        print(f"  operator CPU: {cpu:.1f} s, {out['cpu_ms']:.1f} ms per task attempt; "
+              f"the rig's CPU s: {rig_cpu}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        print(f"  operator RSS at the end: {rss:.0f} MiB (peak {hwm:.0f} MiB)")
+        return out
 
 
 def status_size() -> None:
@@ -271,26 +177,17 @@ def status_size() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", choices=("emulator", "real", "both"), default="both")
     parser.add_argument("--runs", type=int, default=100)
-    parser.add_argument("--active", type=int, default=500)
+    parser.add_argument("--no-size", action="store_true", help="skip the 2,000-task run size")
+    parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temp dir)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ApiServer().start()
-        kubelet = Kubelet(server, kill_grace=0.5, max_runtime=900).start()
-        kubeconfig = server.kubeconfig(Path(tmp) / "kubeconfig")
-        client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
-        custom = kubernetes.client.CustomObjectsApi(client)
-        kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": "bench"}})
-        op = start_operator(kubeconfig, Path(tmp) / "operator.log")
-        try:
-            throughput(server, custom, "bench", args.runs, op)
-            memory(server, custom, "bench", args.active, op)
-        finally:
-            op.terminate()
-            op.wait(30)
-            kubelet.stop()
-            server.stop()
-    status_size()
+    backends = ("emulator", "real") if args.backend == "both" else (args.backend,)
+    with tempfile.TemporaryDirectory(prefix="kopflow-bench-") as tmp:
+        for backend in backends:
+            bench(backend, args.runs, (args.workdir or Path(tmp)) / backend)
+    if not args.no_size:
+        status_size()
     return 0
 
 

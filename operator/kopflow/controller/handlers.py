@@ -23,6 +23,7 @@ import kopf
 
 from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
+from kopflow.controller import kopf_tuning
 from kopflow.controller.client import Client, Credentials, Informer
 from kopflow.controller.health import Health
 from kopflow.controller.kube import Kube
@@ -127,6 +128,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # A run's events are mostly its own status writes coming back: handle each at once (the
     # default 0.1 s window only delays cancel/suspend).
     settings.batching.batch_window = 0.01
+    kopf_tuning.tune(settings)
     options = {k: OPTIONS[k] for k in ("qps", "burst", "page_size") if OPTIONS.get(k) is not None}
     client = Client(await credentials(), **options)
     kube = Kube(client)

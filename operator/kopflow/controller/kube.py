@@ -31,6 +31,9 @@ CACHE_PREFIX = "kopflow-cache-"
 
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{}/leases"
+EVENTS_IN_FLIGHT = 4
+"""Events posted at once. Two Events per task attempt would otherwise take most of the client's
+connections and QPS in a burst, and a Job create would queue behind them (bench_operator.py)."""
 
 
 class NotLeading(Exception):
@@ -63,6 +66,7 @@ class Kube:
     def __init__(self, client: Client) -> None:
         self.http = client
         self._background: set[asyncio.Task[None]] = set()
+        self._event_slots: asyncio.Semaphore | None = None
         self.may_write: Callable[[], bool] = lambda: True
         """Set by leader election: False once this replica may no longer act."""
 
@@ -254,10 +258,19 @@ class Kube:
         self, involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
     ) -> None:
         """Post an Event without making the caller wait: Events are for people, status is
-        what decides, so they must never delay the next Job."""
-        task = asyncio.create_task(self.post_event(involved, type_, reason, message, now))
+        what decides, so they must never delay the next Job (at most EVENTS_IN_FLIGHT of
+        them are sent at once; the rest wait their turn, not the Jobs' and status writes')."""
+        if self._event_slots is None:
+            self._event_slots = asyncio.Semaphore(EVENTS_IN_FLIGHT)
+        task = asyncio.create_task(
+            self._post_in_turn(self._event_slots, involved, type_, reason, message, now)
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _post_in_turn(self, slots: asyncio.Semaphore, *args: Any) -> None:
+        async with slots:
+            await self.post_event(*args)
 
     async def get_cache(self, namespace: str, key: str, now: datetime) -> CacheEntry | None:
         """A live cache entry from kopflow's own ConfigMap, or None."""

@@ -49,7 +49,10 @@ REJECTION_ROUNDS = 8
 """Reconciles within one step that may follow refused Jobs (each can launch more)."""
 REFUSAL_CHECK = timedelta(seconds=2)
 """A Job still without a pod this long after its launch has its FailedCreate Events read
-(at most this often): the refusal's words go into the task status."""
+(then twice as long after each read, up to REFUSAL_CHECK_MAX: when a busy Job controller
+leaves hundreds of Jobs pod-less for a while, a fixed period made a storm of Event lists that
+slowed it further): the refusal's words go into the task status."""
+REFUSAL_CHECK_MAX = timedelta(seconds=30)
 
 
 class Conflict(Exception):
@@ -93,8 +96,9 @@ class RunWorker:
         """Jobs seen finished whose Pod's final state has not arrived yet: since when."""
         self.rejected: dict[str, Observation] = {}
         """Attempts whose Job the API refused: they fail on the next step (JobRejected)."""
-        self.refusals: dict[str, tuple[datetime, str | None]] = {}
-        """Pod-less Jobs: when their FailedCreate Events were last read, and the message."""
+        self.refusals: dict[str, tuple[datetime, str | None, timedelta]] = {}
+        """Pod-less Jobs: when their FailedCreate Events were last read, the message, and
+        how long until the next read."""
         self.rv: str | None = None
         """resourceVersion of the run after our last status write: the next write's fence."""
 
@@ -273,11 +277,12 @@ class RunWorker:
                 self.index.on_job("ADDED", body)
                 seen = self.index.observe(self.namespace, job, uid)
         if seen.pending and seen.reason == "PodNotCreated":
-            checked, message = self.refusals.get(job, (None, None))
+            checked, message, every = self.refusals.get(job, (None, None, REFUSAL_CHECK))
             old_enough = launched is None or now >= launched + REFUSAL_CHECK
-            if old_enough and (checked is None or now >= checked + REFUSAL_CHECK):
+            if old_enough and (checked is None or now >= checked + every):
                 message = await self.kube.job_refusal(self.namespace, job) or message
-                self.refusals[job] = (now, message)
+                later = every if checked is None else min(every * 2, REFUSAL_CHECK_MAX)
+                self.refusals[job] = (now, message, later)
             if message:
                 seen = self.index.observe(self.namespace, job, uid, refused=message)
         return seen

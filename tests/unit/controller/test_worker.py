@@ -65,3 +65,33 @@ async def test_a_job_that_is_really_gone_stays_missing_and_a_young_one_is_not_re
     young = OneJob(job())
     seen, _ = await worker(young)._observe(status(datetime.now(UTC)))
     assert seen["r-t-1"].state == "missing" and young.reads == 0  # within the grace: no read
+
+
+class PodlessJob(OneJob):
+    """A Job the Job controller has not made a pod for (yet); counts FailedCreate reads."""
+
+    def __init__(self) -> None:
+        super().__init__(job())
+        self.refusal_reads = 0
+
+    async def job_refusal(self, namespace: str, name: str) -> str | None:
+        self.refusal_reads += 1
+        return None
+
+
+async def test_a_podless_job_has_its_events_read_less_and_less_often(monkeypatch: Any) -> None:
+    """A busy Job controller leaves hundreds of Jobs pod-less for a while: reading each one's
+    Events every 2 s was a storm of lists in a burst (bench_burst.py); the period doubles."""
+    from kopflow.controller import runs
+
+    kube = PodlessJob()
+    w = worker(kube)
+    w.index.on_job("ADDED", {**job(), "status": {"startTime": "2026-11-28T08:00:00Z"}})
+    start = datetime.now(UTC)
+    reads = []
+    for second in (0, 1, 2, 5, 6, 13, 14, 29, 30, 59, 60):
+        monkeypatch.setattr(runs, "_now", lambda s=second: start + timedelta(seconds=s))
+        await w._observe_one("r-t-1", start - timedelta(seconds=60))
+        reads.append(kube.refusal_reads)
+    # read at 0, then 2 s later (2), 4 s (6), 8 s (14), 16 s (30), then every 30 s (60)
+    assert reads == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6]

@@ -11,8 +11,13 @@ import kopf
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; kopf handles both gracefully."""
-    from kopflow.controller import handlers  # importing registers the handlers
+    from kopflow.controller import (
+        handlers,  # importing registers the handlers
+        owned,
+    )
     from kopflow.controller.clock import Clock
+
+    owned.budget()  # a bad KOPFLOW_INLINE_OUTPUTS_BYTES stops the operator here, saying why
 
     kopf.configure(
         verbose=args.verbose,

@@ -39,7 +39,9 @@ def budget() -> Budget:
     try:
         value = int(raw)
     except ValueError:
-        raise SystemExit(f"{INLINE_ENV}={raw!r}: expected a number of bytes, e.g. 131072") from None
+        raise SystemExit(
+            f"error: {INLINE_ENV}={raw!r}: expected a number of bytes, e.g. 131072"
+        ) from None
     return Budget(inline=max(0, value), per_task=min(Budget().per_task, max(0, value)))
 
 

@@ -63,6 +63,15 @@ def test_large_outputs_spill_to_owned_configmaps_and_resolve_downstream(
     configmaps = kube.cache.informer(kube.core.list_namespaced_config_map, kube.ns)
     kube.create(workflow())
     kube.run_ref("wide-1", "wide")
+
+    def spilled_p07() -> bool:
+        run = next((r for r in kube.watched_runs() if r["metadata"]["name"] == "wide-1"), {})
+        return "outputsShard" in ((run.get("status") or {}).get("tasks") or {}).get("p-07", {})
+
+    kube.wait(spilled_p07, 60, "p-07's outputs in a shard")
+    # a restarted operator reads the shards back: the consumer still gets p-07's output
+    small_budget_operator.kill()
+    small_budget_operator.start()
     run = kube.wait_run("wide-1", timeout=120)
     status = run["status"]
     assert status["phase"] == "Succeeded", status.get("message")

@@ -10,6 +10,8 @@ written or read: the step fails and is retried.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 from typing import Any
@@ -23,6 +25,9 @@ from kopflow.engine.spill import Budget
 
 RUN_LABEL = "kopflow.dev/run"
 SNAPSHOT_KEY = "spec.json"
+SNAPSHOT_GZ_KEY = "spec.json.gz"
+"""A spec over PLAIN_LIMIT (a ConfigMap holds 1 MiB, a Workflow 1.5 MiB) is kept gzipped."""
+PLAIN_LIMIT = 900 * 1024
 INLINE_ENV = "KOPFLOW_INLINE_OUTPUTS_BYTES"
 """Environment variable: the per-run inline outputs budget in bytes (default 128 KiB)."""
 
@@ -74,7 +79,7 @@ def _check_owner(run: dict[str, Any], cm: dict[str, Any]) -> None:
 
 
 async def _create_or_get(
-    kube: Kube, run: dict[str, Any], name: str, data: dict[str, str]
+    kube: Kube, run: dict[str, Any], name: str, data: dict[str, str], binary: bool = False
 ) -> dict[str, Any] | None:
     """Create the ConfigMap; None when created, else the existing one (checked to be ours)."""
     namespace = run["metadata"]["namespace"]
@@ -87,7 +92,7 @@ async def _create_or_get(
                        "app.kubernetes.io/managed-by": "kopflow"},
             "ownerReferences": [_owner(run)],
         },
-        "data": data,
+        "binaryData" if binary else "data": data,
     }  # fmt: skip
     try:
         await kube.http.request("POST", _path(namespace), body)
@@ -144,10 +149,27 @@ async def pin_workflow(
     written already (a restart between it and the status), that one is the run's spec."""
     name = snapshot_name(run["metadata"]["name"])
     text = json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
-    existing = await _create_or_get(kube, run, name, {SNAPSHOT_KEY: text})
+    if len(text.encode()) <= PLAIN_LIMIT:
+        key, data, binary = SNAPSHOT_KEY, text, False
+    else:
+        key, binary = SNAPSHOT_GZ_KEY, True
+        data = base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+    existing = await _create_or_get(kube, run, name, {key: data}, binary)
     if existing is not None:
-        spec = json.loads((existing.get("data") or {})[SNAPSHOT_KEY])
-    return ConfigMapKeyRef(config_map=name, key=SNAPSHOT_KEY), spec
+        spec = _decode(existing, key) or spec
+    return ConfigMapKeyRef(config_map=name, key=key), spec
+
+
+def _decode(cm: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The spec under key (gzipped in binaryData for a .gz key), or None when absent."""
+    if key.endswith(".gz"):
+        raw = (cm.get("binaryData") or {}).get(key)
+        if raw is None:
+            return None
+        value: dict[str, Any] = json.loads(gzip.decompress(base64.b64decode(raw)))
+        return value
+    text = (cm.get("data") or {}).get(key)
+    return None if text is None else json.loads(text)
 
 
 async def read_snapshot(
@@ -162,8 +184,4 @@ async def read_snapshot(
             return None
         raise
     _check_owner(run, cm)
-    text = (cm.get("data") or {}).get(ref.key)
-    if text is None:
-        return None
-    value: dict[str, Any] = json.loads(text)
-    return value
+    return _decode(cm, ref.key)

@@ -195,3 +195,36 @@ def test_a_5000_task_run_with_4_kib_outputs_each_stays_under_1_mib(
         (ref,) = cm.metadata.owner_references
         assert (ref.kind, ref.name, ref.uid) == ("WorkflowRun", "huge", body["metadata"]["uid"])
         assert sum(len(k) + len(v.encode()) for k, v in (cm.data or {}).items()) < 1000 * 1024
+
+
+def test_a_workflow_ref_run_pins_its_spec_once_even_a_large_one(
+    kubeconfig: Path, admin: kubernetes.client.ApiClient, namespace: str
+) -> None:
+    """The pinned spec of a 5,000-task Workflow (1.2 MB of JSON: more than a ConfigMap holds)
+    is kept gzipped; pinning again after a restart returns the first pin, not the edited
+    Workflow."""
+    custom = kubernetes.client.CustomObjectsApi(admin)
+    body = create_run(custom, namespace, "pinned", {"workflowRef": {"name": "huge"}})
+    tasks = [
+        {"name": f"task-{i:04d}", "image": "busybox", "command": ["sh", "-c", "echo " + "x" * 200]}
+        for i in range(TASKS)
+    ]
+    spec = WorkflowSpec.model_validate({"tasks": tasks}).dump()
+    edited = {**spec, "parallelism": 3}
+
+    async def pin() -> tuple[Any, ...]:
+        kube = Kube(kubernetes.config.new_client_from_config(config_file=str(kubeconfig)))
+        try:
+            ref, first = await owned.pin_workflow(kube, body, spec)
+            again, second = await owned.pin_workflow(kube, body, edited)
+            return ref, first, again, second, await owned.read_snapshot(kube, body, ref)
+        finally:
+            await kube.http.close()
+
+    ref, first, again, second, read = asyncio.run(pin())
+    assert len(json.dumps(spec)) > MIB
+    assert ref == again and ref.key == "spec.json.gz" and ref.config_map == "pinned-workflow"
+    assert first == second == read == spec
+    cm = kubernetes.client.CoreV1Api(admin).read_namespaced_config_map("pinned-workflow", namespace)
+    assert cm.metadata.owner_references[0].uid == body["metadata"]["uid"]
+    assert cm.metadata.labels["kopflow.dev/run"] == "pinned"

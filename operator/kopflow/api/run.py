@@ -79,10 +79,11 @@ class TaskStatus(Model):
     attempts: int = 0
     """Attempts started so far."""
     job_name: ShortStr | None = None
-    """Job of the current or last attempt; left out once the task Succeeded (its Jobs keep
-    the labels kopflow.dev/run, kopflow.dev/task and kopflow.dev/attempt)."""
+    """Job of the current or last attempt. A cluster's run leaves it out once the task
+    Succeeded (its Jobs carry the labels kopflow.dev/run, kopflow.dev/task and
+    kopflow.dev/attempt)."""
     exit_code: int | None = None
-    """Exit code of the last attempt (left out once Succeeded: 0)."""
+    """Exit code of the last attempt (a cluster's run leaves out the 0 of a Succeeded task)."""
     reason: str | None = None
     """Why the task is in its phase (Error, OOMKilled, Timeout, WhenFalse, UpstreamFailed...)."""
     message: str | None = None

@@ -264,8 +264,7 @@ class _Step:
             name,
             status,
             phase="Succeeded",
-            job_name=None,  # Succeeded says exit 0; the Jobs keep run/task/attempt labels
-            exit_code=None,
+            exit_code=exit_code,
             reason=None,
             message=None,
             outputs=outputs or None,

@@ -119,15 +119,27 @@ def plan_spill(
     return Spill(status.model_copy(update=update), writes)
 
 
+def _slim(task: TaskStatus) -> TaskStatus:
+    update: dict[str, object] = {}
+    if task.outputs_shard is not None and task.outputs:
+        update["outputs"] = None  # the shard holds them
+    if task.phase == "Succeeded":
+        # the Jobs carry run/task/attempt labels, and Succeeded says exit code 0: neither is
+        # repeated in each of up to 5,000 task statuses (the engine never reads them again)
+        if task.job_name is not None:
+            update["job_name"] = None
+        if task.exit_code == 0:
+            update["exit_code"] = None
+    return task.model_copy(update=update) if update else task
+
+
 def stored(status: WorkflowRunStatus) -> WorkflowRunStatus:
-    """The status as written to the API: spilled outputs left out (the shard holds them)."""
+    """The status as the operator writes it: spilled outputs, and the job name and exit code
+    of Succeeded tasks, left out."""
     tasks = status.tasks or {}
-    if not any(t.outputs_shard is not None and t.outputs for t in tasks.values()):
+    slim = {n: _slim(t) for n, t in tasks.items()}
+    if all(slim[n] is t for n, t in tasks.items()):
         return status
-    slim = {
-        n: t.model_copy(update={"outputs": None}) if t.outputs_shard is not None else t
-        for n, t in tasks.items()
-    }
     return status.model_copy(update={"tasks": slim})
 
 

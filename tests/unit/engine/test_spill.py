@@ -116,3 +116,12 @@ def test_a_deleted_shard_is_named_when_its_outputs_are_read() -> None:
 def test_shard_names_of_a_long_run_name_stay_valid() -> None:
     name = shard_name("r" * 253, 12)
     assert len(name) == 253 and name.endswith("-outputs-12")
+
+
+def test_the_operator_writes_succeeded_tasks_without_job_name_and_exit_code_0() -> None:
+    """Both are known (labels on the Jobs; Succeeded means exit 0); a failed task keeps its."""
+    ok = TaskStatus(phase="Succeeded", attempts=1, job_name="r-a-1234-1", exit_code=0)
+    bad = TaskStatus(phase="Failed", attempts=1, job_name="r-b-5678-1", exit_code=2)
+    wire = stored(WorkflowRunStatus(tasks={"a": ok, "b": bad})).dump()["tasks"]
+    assert wire["a"] == {"phase": "Succeeded", "attempts": 1}
+    assert wire["b"]["jobName"] == "r-b-5678-1" and wire["b"]["exitCode"] == 2

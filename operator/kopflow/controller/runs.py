@@ -291,7 +291,7 @@ class RunWorker:
         self, run: WorkflowRun, status: WorkflowRunStatus | None
     ) -> tuple[WorkflowSpec, dict[str, str]]:
         """The spec snapshot and parameters: from status once started, else from the spec."""
-        if status is not None and status.workflow is not None:  # started by kopflow <= 0.1
+        if status is not None and status.workflow is not None:  # an earlier kopflow's run
             if self.spec is None:
                 self.spec = WorkflowSpec.model_validate(status.workflow)
             return self.spec, dict(status.parameters or {})

@@ -105,6 +105,10 @@ def _subresource(rt: ResourceType, sub: str) -> tuple[str | None, str, str, buil
     return special.get(sub, (None, "", rt.kind, ["get", "patch", "update"]))
 
 
+BODY_LIMIT = 3 * 1024 * 1024
+"""kube-apiserver's limit on a write's body (its 413 RequestEntityTooLarge)."""
+
+
 class _PlainNotFound(Exception):
     """A path outside every API group: the real server answers a text/plain 404."""
 
@@ -1079,6 +1083,9 @@ class ApiServer:
 
     async def _body(self, request: web.Request, rt: ResourceType) -> Any:
         raw = await request.read()
+        if len(raw) > BODY_LIMIT:
+            limit = f"Request entity too large: limit is {BODY_LIMIT}"
+            raise ApiError(413, "RequestEntityTooLarge", limit)
         ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
         try:
             if "yaml" in ctype:

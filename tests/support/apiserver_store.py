@@ -12,6 +12,7 @@ in place (every write stores a fresh copy), so watch events and readers can shar
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -87,6 +88,10 @@ class Watcher:
 
     def close(self) -> None:
         self.queue.put_nowait(None)
+
+
+ETCD_REQUEST_LIMIT = 1536 * 1024
+"""etcd's default --max-request-bytes: a larger object is refused (the real server's 500)."""
 
 
 def _comparable(obj: Obj) -> Obj:
@@ -264,6 +269,9 @@ class Store:
     # -- the single write path -----------------------------------------------------------------
 
     def _commit(self, rt: ResourceType, kind: str, obj: Obj, old: Obj | None) -> Obj:
+        if kind != "DELETED" and len(json.dumps(obj, separators=(",", ":"))) > ETCD_REQUEST_LIMIT:
+            # what kube-apiserver v1.36 answers when etcd refuses the write: a bare 500
+            raise ApiError(500, "", "etcdserver: request is too large")
         self.rv += 1
         m = obj["metadata"]
         m["resourceVersion"] = str(self.rv)

@@ -110,6 +110,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:
+            del out["reason"]  # as the real server's bare 500 (etcd refused the write)
         if self.details is not None:
             out["details"] = self.details
         return out

@@ -82,4 +82,7 @@ def test_a_2000_task_run_serializes_under_1_mib() -> None:
     assert len(retried) == 200
     size = len(json.dumps(run.dump(), separators=(",", ":")).encode())
     print(f"2,000-task WorkflowRun: {size} bytes")
-    assert size < LIMIT, f"{size} bytes"
+    # 831 KB when the status also held a snapshot of the spec and every task its job name and
+    # exit code; a 5,000-task run must fit too (tests/integration/real/test_run_size_real.py)
+    assert "workflow" not in run.dump()["status"]
+    assert size < LIMIT // 2, f"{size} bytes"

@@ -27,11 +27,13 @@ class WorkflowRunSpec(Model):
     """What to run: a Workflow by reference or inline, with parameter values."""
 
     workflow_ref: WorkflowRef | None = None
-    """Run this Workflow (its spec is snapshotted when the run starts)."""
+    """Run this Workflow (its spec as the run starts is kept in a ConfigMap the run owns,
+    status.workflowSnapshot). Immutable."""
     workflow: WorkflowSpec | None = None
-    """An inline workflow spec, instead of workflowRef."""
+    """An inline workflow spec, instead of workflowRef. Immutable, so it is the run's only copy
+    of its spec."""
     parameters: dict[str, Annotated[str, Field(max_length=65536)]] | None = None
-    """Parameter values by name; override the workflow's defaults."""
+    """Parameter values by name; override the workflow's defaults. Immutable."""
     cancel: bool = False
     """Set to true to cancel: running tasks are stopped, the rest are Cancelled."""
     suspend: bool = False
@@ -43,6 +45,15 @@ class WorkflowRunSpec(Model):
     workflow_wait_seconds: Annotated[int, Field(ge=0)] = 300
     """How long a run waits (Pending, WorkflowNotFound) for its workflowRef to appear before
     it is Invalid: `kubectl apply -f dir/` may create runs before their Workflow."""
+
+
+class ConfigMapKeyRef(Model):
+    """One key of a ConfigMap the run owns (deleted with the run)."""
+
+    config_map: ShortStr
+    """Name of the ConfigMap, in the run's namespace."""
+    key: ShortStr
+    """Key of its data."""
 
 
 class Attempt(Model):
@@ -68,15 +79,20 @@ class TaskStatus(Model):
     attempts: int = 0
     """Attempts started so far."""
     job_name: ShortStr | None = None
-    """Job of the current or last attempt."""
+    """Job of the current or last attempt. A cluster's run leaves it out once the task
+    Succeeded (its Jobs carry the labels kopflow.dev/run, kopflow.dev/task and
+    kopflow.dev/attempt)."""
     exit_code: int | None = None
-    """Exit code of the last attempt."""
+    """Exit code of the last attempt (a cluster's run leaves out the 0 of a Succeeded task)."""
     reason: str | None = None
     """Why the task is in its phase (Error, OOMKilled, Timeout, WhenFalse, UpstreamFailed...)."""
     message: str | None = None
     """Human-readable details of the reason."""
     outputs: dict[str, str] | None = None
-    """Declared outputs of the successful attempt."""
+    """Declared outputs of the successful attempt, when they fit the run's inline budget."""
+    outputs_shard: Annotated[int, Field(ge=0)] | None = None
+    """Set when the outputs did not fit the run's inline budget: they are under the key named
+    like the task, as JSON, in ConfigMap `<run>-outputs-<outputsShard>` (status.outputShards)."""
     cached: bool | None = None
     """The result came from the cache; no attempt ran."""
     next_retry_at: str | None = None
@@ -111,12 +127,21 @@ class WorkflowRunStatus(Model):
     parameters: dict[str, str] | None = None
     """Resolved parameter values."""
     workflow: FreeForm | None = None
-    """Snapshot of the workflow spec this run executes; later edits to the Workflow do not
-    change it."""
+    """Snapshot of the workflow spec written by earlier kopflow versions (read to continue
+    their runs, never written now): see workflowSnapshot."""
+    workflow_snapshot: ConfigMapKeyRef | None = None
+    """With spec.workflowRef: the Workflow's spec as the run started, in a ConfigMap the run
+    owns; later edits to the Workflow do not change the run. Unset with an inline
+    spec.workflow, which is immutable."""
+    output_shards: list[ShortStr] | None = None
+    """ConfigMaps the run owns (`<run>-outputs-<n>`, n from 0) holding the task outputs over
+    the inline budget; a task's outputsShard is the n of its one."""
     tasks: dict[str, TaskStatus] | None = None
     """Per-task state by task name."""
     conditions: list[Condition] | None = None
     """Succeeded: Unknown while running, then True or False."""
+    delete_at: str | None = None
+    """When the operator deletes this finished run (the workflow's ttlSecondsAfterFinished)."""
     observed_generation: int | None = None
     """metadata.generation this status describes."""
 

@@ -16,7 +16,8 @@ GROUP = "kopflow.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-MAX_TASKS = 2000
+MAX_TASKS = 5000
+"""A run of this many tasks, each with 4 KiB of outputs, still fits in one object (issue 12)."""
 MAX_ON_FAILURE = 50
 MAX_DEPENDENCIES = MAX_TASKS
 """A fan-in may wait for every other task."""

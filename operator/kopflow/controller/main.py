@@ -17,8 +17,13 @@ def run(args: argparse.Namespace) -> int:
     # `kubernetes` package (kept for `kopflow backfill` and the tests): not importing it saves
     # about a second of start-up CPU and its models' memory.
     sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
-    from kopflow.controller import handlers  # importing registers the handlers
+    from kopflow.controller import (
+        handlers,  # importing registers the handlers
+        owned,
+    )
     from kopflow.controller.clock import Clock
+
+    owned.budget()  # a bad KOPFLOW_INLINE_OUTPUTS_BYTES stops the operator here, saying why
 
     kopf.configure(
         verbose=args.verbose,

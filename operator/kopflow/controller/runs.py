@@ -19,18 +19,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from kopflow import metrics
-from kopflow.api.run import FINISHED_RUN_PHASES, WorkflowRun, WorkflowRunStatus
+from kopflow.api.run import FINISHED_RUN_PHASES, ConfigMapKeyRef, WorkflowRun, WorkflowRunStatus
 from kopflow.api.workflow import WorkflowSpec
+from kopflow.controller import owned
 from kopflow.controller.client import ApiError
 from kopflow.controller.index import AttemptIndex
 from kopflow.controller.kube import JobRejected, Kube
 from kopflow.controller.patches import merge_patch
 from kopflow.engine.conditions import set_condition
 from kopflow.engine.decisions import Decision, Launch, LookupCache, Stop, StoreCache
+from kopflow.engine.defaults import snapshot
 from kopflow.engine.observations import CacheEntry, Observation
 from kopflow.engine.params import resolve_parameters
 from kopflow.engine.reconcile import MISSING_GRACE, reconcile
 from kopflow.engine.render import run_values
+from kopflow.engine.spill import hydrate, needed_shards, plan_spill, shard_name, stored
 from kopflow.engine.state import RunState, jobs_to_observe
 from kopflow.engine.times import format_time, parse_time
 from kopflow.engine.validation import Issue, missing_images, pydantic_issues, validate_spec
@@ -101,6 +104,9 @@ class RunWorker:
         how long until the next read."""
         self.rv: str | None = None
         """resourceVersion of the run after our last status write: the next write's fence."""
+        self.pinned: ConfigMapKeyRef | None = None
+        """The ConfigMap holding the workflowRef's spec as this run started (to record)."""
+        self.budget = owned.budget()
 
     def update(self, body: dict[str, Any]) -> None:
         """A newer body from the watch; wakes the loop."""
@@ -167,6 +173,10 @@ class RunWorker:
         status = self._status()
         if status is not None and status.phase in FINISHED_RUN_PHASES:
             return await self._expire(status)
+        if self.written is None and (names := needed_shards(self.name, status)):
+            assert status is not None
+            shards = await owned.read_shards(self.kube, self.body, names)
+            status = hydrate(self.name, status, shards)  # outputs for templating
         try:
             run = WorkflowRun.model_validate(self.body)
         except ValidationError as err:  # what the CRD schema let through (or an older CRD)
@@ -179,7 +189,7 @@ class RunWorker:
             return DONE
         except WaitForWorkflow as wait:
             return wait.until
-        if status is not None and status.phase == "Pending" and status.workflow is None:
+        if status is not None and status.phase == "Pending" and status.started_at is None:
             status = None  # it waited for its Workflow: it starts now
         state = RunState(
             name=self.name,
@@ -219,7 +229,7 @@ class RunWorker:
         for event in events:
             self.kube.post_event_later(self.body, event.type, event.reason, event.message, now)
         if decision.finished:
-            return await self._expire(decision.status)
+            return await self._expire(self._finishing(decision.status))
         running = set(jobs_to_observe(decision.status))
         for job in [j for j in self.rejected if j not in running]:
             del self.rejected[job]
@@ -291,9 +301,16 @@ class RunWorker:
         self, run: WorkflowRun, status: WorkflowRunStatus | None
     ) -> tuple[WorkflowSpec, dict[str, str]]:
         """The spec snapshot and parameters: from status once started, else from the spec."""
-        if status is not None and status.workflow is not None:
+        if status is not None and status.workflow is not None:  # an earlier kopflow's run
             if self.spec is None:
                 self.spec = WorkflowSpec.model_validate(status.workflow)
+            return self.spec, dict(status.parameters or {})
+        if status is not None and status.workflow_snapshot is not None:
+            if self.spec is None:
+                self.spec = await self._read_pinned(status.workflow_snapshot)
+            return self.spec, dict(status.parameters or {})
+        if status is not None and status.started_at is not None and run.spec.workflow is not None:
+            self.spec = run.spec.workflow  # immutable (CRD rule): the run's one copy
             return self.spec, dict(status.parameters or {})
         if run.spec.workflow is not None:
             spec, prefix = run.spec.workflow, "spec.workflow"
@@ -330,8 +347,27 @@ class RunWorker:
         params, param_issues = resolve_parameters(spec, run.spec.parameters, values)
         if issues or param_issues:
             raise Invalid(issues + param_issues)
+        if run.spec.workflow_ref is not None:
+            self.pinned, raw = await owned.pin_workflow(self.kube, self.body, snapshot(spec))
+            if raw != snapshot(spec):  # pinned before a restart; the Workflow changed since
+                spec = WorkflowSpec.model_validate(raw)
+                params, _ = resolve_parameters(spec, run.spec.parameters, values)
         self.spec = spec
         return spec, params
+
+    async def _read_pinned(self, ref: ConfigMapKeyRef) -> WorkflowSpec:
+        raw = await owned.read_snapshot(self.kube, self.body, ref)
+        if raw is None:
+            raise Invalid(
+                [
+                    Issue(
+                        "status.workflowSnapshot",
+                        f"ConfigMap {ref.config_map} (key {ref.key}) with the spec this run "
+                        "started with is gone; the run cannot continue: create it again",
+                    )
+                ]
+            )
+        return WorkflowSpec.model_validate(raw)
 
     async def _wait_for_workflow(
         self, run: WorkflowRun, ref: str, status: WorkflowRunStatus | None
@@ -385,10 +421,28 @@ class RunWorker:
         await self._persist(status)
         self.kube.post_event_later(self.body, "Warning", "RunInvalid", shown, _now())
 
+    def _written(self) -> WorkflowRunStatus | None:
+        """The status last written (in memory, outputs hydrated), else as the body has it."""
+        if self.written is not None:
+            return self.written
+        try:
+            return WorkflowRunStatus.model_validate(self.body.get("status") or {})
+        except ValidationError:
+            return None
+
     async def _persist(self, status: WorkflowRunStatus) -> None:
-        """Write status as a merge patch against what the server holds (as far as we know)."""
-        new = status.dump()
-        old = self.written.dump() if self.written is not None else self.body.get("status") or {}
+        """Write status as a merge patch against what the server holds (as far as we know):
+        outputs over the inline budget first into the run's shards, which it then names."""
+        previous = self._written()
+        spill = plan_spill(self.name, status, previous, self.budget, len(status.tasks or {}))
+        for n, entries in sorted(spill.writes.items()):
+            await owned.write_shard(self.kube, self.body, shard_name(self.name, n), entries)
+        status = self._finishing(spill.status)
+        new = stored(status).dump()
+        if self.written is not None:
+            old = stored(self.written).dump()
+        else:
+            old = self.body.get("status") or {}
         patch = merge_patch(old, new)
         if patch:
             fence = self.rv or self.body.get("metadata", {}).get("resourceVersion")
@@ -438,12 +492,28 @@ class RunWorker:
             text = f'task "{launch.task}": {message}'
             self.kube.post_event_later(self.body, "Warning", "JobRejected", text, now)
 
+    def _finishing(self, status: WorkflowRunStatus) -> WorkflowRunStatus:
+        """What the status records besides the engine's: the pinned spec's ConfigMap, and when
+        a finished run is deleted (so that a restart need not read the spec to know)."""
+        update: dict[str, Any] = {}
+        if self.pinned is not None and status.workflow_snapshot is None:
+            update["workflow_snapshot"] = self.pinned
+        ttl = self.spec.ttl_seconds_after_finished if self.spec is not None else None
+        finished = status.phase in FINISHED_RUN_PHASES and status.finished_at
+        if finished and ttl is not None and status.delete_at is None:
+            due = parse_time(status.finished_at or "") + timedelta(seconds=ttl)
+            update["delete_at"] = format_time(due)
+        return status.model_copy(update=update) if update else status
+
     async def _expire(self, status: WorkflowRunStatus) -> datetime | None:
         """Delete a finished run once its workflow's ttlSecondsAfterFinished has passed."""
         ttl = (status.workflow or {}).get("ttlSecondsAfterFinished")
-        if ttl is None or not status.finished_at:
+        if status.delete_at:
+            due = parse_time(status.delete_at)
+        elif ttl is None or not status.finished_at:
             return DONE
-        due = parse_time(status.finished_at) + timedelta(seconds=int(ttl))
+        else:
+            due = parse_time(status.finished_at) + timedelta(seconds=int(ttl))
         if _now() < due:
             return due
         await self.kube.delete_run(self.namespace, self.name)

@@ -50,7 +50,6 @@ from kopflow.engine.defaults import (
     merge_defaults,
     pod_pending_timeout_of,
     retry_of,
-    snapshot,
     timeout_of,
 )
 from kopflow.engine.naming import job_name, labels
@@ -418,7 +417,8 @@ class _Step:
                 if isinstance(ready, str):
                     self._end_task(name, status, "Skipped", "UpstreamFailed", ready)
                 elif failing:
-                    msg = f"not started: {self.message}"
+                    msg = f"not started: the run is failing ({self.reason})"  # not its message
+                    # again: 5,000 copies of it would not fit in one object
                     self._end_task(name, status, "Skipped", "UpstreamFailed", msg)
                 elif ready and not self.state.suspend:
                     self._try_start(name, status)
@@ -592,9 +592,6 @@ class _Step:
             "parameters": self.old.parameters
             if self.old.parameters is not None
             else dict(self.state.parameters),
-            "workflow": self.old.workflow
-            if self.old.workflow is not None
-            else snapshot(self.state.spec),
             "observed_generation": generation,
             "conditions": run_conditions(
                 self.old.conditions,

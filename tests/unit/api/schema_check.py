@@ -48,9 +48,12 @@ def _program(rule: str) -> Any:
 
 
 def cel_errors(doc: dict[str, Any], plural: str) -> list[str]:
-    """Messages of every x-kubernetes-validations rule that evaluates to false on doc."""
+    """Messages of every x-kubernetes-validations rule that evaluates to false on doc, as
+    created: transition rules (those reading oldSelf) apply to updates only."""
     errors = []
     for path, rule, node in _rules(crd_schema(plural), doc, ""):
+        if "oldSelf" in rule["rule"]:
+            continue
         result = _program(rule["rule"]).evaluate({"self": celpy.json_to_cel(node)})
         if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
             errors.append(f"{path.lstrip('.')}{rule.get('fieldPath', '')}: {rule['message']}")

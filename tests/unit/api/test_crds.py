@@ -12,6 +12,7 @@ from tests.unit.api.schema_check import CRD_DIR, all_errors, cel_errors, schema_
 
 from kopflow import manifests
 from kopflow.api import crd
+from kopflow.api.workflow import MAX_TASKS
 from kopflow.engine.validation import validate_document
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("*.yaml"))
@@ -90,7 +91,7 @@ def _mutate(change: str) -> dict[str, Any]:
         case "missing tasks":
             del spec["tasks"]
         case "too many tasks":
-            spec["tasks"] = [{"name": f"t{i}", "command": ["true"]} for i in range(2001)]
+            spec["tasks"] = [{"name": f"t{i}", "command": ["true"]} for i in range(MAX_TASKS + 1)]
         case "bad when operator":
             tasks[4]["when"][0]["operator"] = "equals"
         case "bad concurrency":

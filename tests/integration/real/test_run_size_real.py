@@ -24,7 +24,7 @@ from tests.support.control_plane import ControlPlane
 from kopflow.api.run import WorkflowRunStatus
 from kopflow.api.workflow import WorkflowSpec
 from kopflow.controller import owned
-from kopflow.controller.http import ApiError
+from kopflow.controller.client import ApiError, connect
 from kopflow.controller.index import AttemptIndex
 from kopflow.controller.kube import Kube
 from kopflow.controller.runs import RunWorker
@@ -161,7 +161,7 @@ def test_a_5000_task_run_with_4_kib_outputs_each_stays_under_1_mib(
     status = finished_status("huge", body["metadata"]["uid"])
 
     async def persist() -> tuple[dict[str, dict[str, str]], WorkflowRunStatus]:
-        kube = Kube(kubernetes.config.new_client_from_config(config_file=str(kubeconfig)))
+        kube = Kube(await connect(str(kubeconfig)))
         try:
             # the bug: the whole status in one write is refused by the real server
             with pytest.raises(ApiError) as err:
@@ -213,7 +213,7 @@ def test_a_workflow_ref_run_pins_its_spec_once_even_a_large_one(
     edited = {**spec, "parallelism": 3}
 
     async def pin() -> tuple[Any, ...]:
-        kube = Kube(kubernetes.config.new_client_from_config(config_file=str(kubeconfig)))
+        kube = Kube(await connect(str(kubeconfig)))
         try:
             ref, first = await owned.pin_workflow(kube, body, spec)
             again, second = await owned.pin_workflow(kube, body, edited)

@@ -19,6 +19,7 @@ import kopf
 
 from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
+from kopflow.controller import cachegc
 from kopflow.controller.kube import API_THREADS, Kube, load_client
 from kopflow.controller.leader import LeaderElector
 from kopflow.controller.supervisor import Supervisor
@@ -31,6 +32,8 @@ OPTIONS: dict[str, Any] = {
     "lease_seconds": 15,
     "namespaces": [],
     "clock": None,
+    "cache_gc_per_minute": 60,
+    "cache_gc_interval": 60.0,
 }
 
 
@@ -70,6 +73,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                 on_event,
                 on_relist,
                 namespaces,
+                shrink=supervisor.shrink if "workflowruns" in path else None,
             ).run(),
             name=f"watch {path}",
         )
@@ -79,6 +83,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             ("/api/v1/pods", supervisor.on_pod, supervisor.relist_pods),
         )
     ]
+    memo.cachegc = asyncio.create_task(
+        cachegc.run(
+            kube,
+            lambda: supervisor.active,
+            namespaces,
+            OPTIONS["cache_gc_per_minute"],
+            OPTIONS["cache_gc_interval"],
+        ),
+        name="cache collection",
+    )
     if OPTIONS["leader_elect"]:
         namespace = OPTIONS["lease_namespace"] or os.environ.get("POD_NAMESPACE") or "default"
         elector = LeaderElector(
@@ -95,6 +109,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     tasks = [*getattr(memo, "watchers", ()), getattr(memo, "elector", None)]
+    tasks.append(getattr(memo, "cachegc", None))
     for task in tasks:
         if task is not None:
             task.cancel()

@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         lease_seconds=args.lease_seconds,
         namespaces=args.namespace,
         clock=Clock(args.clock_anchor or 0.0, args.clock_rate),
+        cache_gc_per_minute=args.cache_gc_per_minute,
+        cache_gc_interval=args.cache_gc_interval,
     )
     asyncio.run(_operate(args))
     return 0

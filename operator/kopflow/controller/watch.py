@@ -27,6 +27,7 @@ Handler = Callable[[str | None, dict[str, Any]], None]
 Relisted = Callable[[str, list[dict[str, Any]]], None]
 """(namespace, or "" for all; every object there now)."""
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+LIST_PAGE = 500
 MAX_EVENT_BYTES = 16 << 20
 """One watch event is one line; a 2,000-task run is about 1 MiB (aiohttp's default: 512 KiB)."""
 
@@ -47,9 +48,12 @@ class Watcher:
         on_relist: Relisted,
         namespaces: list[str] | None = None,
         timeout_seconds: int = 300,
+        shrink: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.config, self.path, self.selector = config, path, selector
         self.on_event, self.on_relist = on_event, on_relist
+        self.shrink = shrink or (lambda body: body)
+        """Applied to each listed object as its page arrives: only what it returns is kept."""
         self.namespaces = namespaces or [""]
         self.timeout_seconds = timeout_seconds
 
@@ -98,10 +102,22 @@ class Watcher:
                 await asyncio.sleep(delay)
 
     async def _list(self, session: aiohttp.ClientSession, namespace: str) -> str:
-        async with session.get(self._url(namespace)) as resp:
-            resp.raise_for_status()
-            body = await resp.json()
-        items = body.get("items") or []
+        """In pages of LIST_PAGE: one page at a time is held in full (a consistent snapshot:
+        continue tokens read at the first page's resourceVersion)."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            async with session.get(
+                self._url(namespace, limit=str(LIST_PAGE), **{"continue": token})
+            ) as resp:
+                if resp.status == 410:
+                    raise Gone()  # the continue token expired: start over
+                resp.raise_for_status()
+                body = await resp.json()
+            items.extend(self.shrink(item) for item in body.get("items") or ())
+            token = body["metadata"].get("continue") or None
+            if token is None:
+                break
         self.on_relist(namespace, items)
         return str(body["metadata"]["resourceVersion"])
 

@@ -7,7 +7,6 @@ Only the standard library is imported at module level: `kopflow validate` must s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
@@ -41,6 +40,8 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import asyncio
+
     try:
         return asyncio.run(_main(args))
     except CacheError as err:

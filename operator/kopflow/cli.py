@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kopflow import __version__
+from kopflow import __version__, cachecmd
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -175,11 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     from kopflow.controller.options import add_client_flags
 
     add_client_flags(p)
+    p.add_argument(
+        "--cache-gc-per-minute",
+        type=int,
+        default=60,
+        help="delete at most this many expired cache entries a minute (0: never; default 60)",
+    )
+    p.add_argument("--cache-gc-interval", type=float, default=60.0, help=argparse.SUPPRESS)
     # Tests and benchmarks only: the scheduler's clock runs RATE times faster from ANCHOR
     # (epoch seconds), so per-minute schedules fire every few seconds.
     p.add_argument("--clock-anchor", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--clock-rate", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_operator)
+
+    cachecmd.add_parser(sub)
 
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     p.add_argument("--output-dir", default="crds", help="directory to write into (default crds)")

@@ -78,6 +78,9 @@ TASK_RETRIES = Counter(
     "kopflow_task_retries", "Attempts started after a task's first one.", [*WF, "task"]
 )
 CACHE_LOOKUPS = Counter("kopflow_cache_lookups", "Task cache lookups (hit, miss).", ["result"])
+CACHE_EXPIRED = Counter(
+    "kopflow_cache_entries_expired_deleted", "Expired cache entries the operator deleted."
+)
 SCHEDULE_SLOTS = Counter(
     "kopflow_schedule_slots",
     "Schedule slots by outcome: started, taken (another replica created it first), skipped "

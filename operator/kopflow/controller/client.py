@@ -379,9 +379,15 @@ class Client:
             await asyncio.sleep(delay)
 
     async def list(
-        self, path: str, query: dict[str, str] | None = None, page_size: int | None = None
+        self,
+        path: str,
+        query: dict[str, str] | None = None,
+        page_size: int | None = None,
+        shrink: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        """Every object of a list, fetched in pages; (items, the list's resourceVersion)."""
+        """Every object of a list, fetched in pages; (items, the list's resourceVersion).
+        `shrink` reduces each item as its page arrives, so that a list of 10,000 kept runs is
+        never held in full at once."""
         items: list[dict[str, Any]] = []
         token = ""
         limit = str(page_size or self.page_size)
@@ -390,7 +396,8 @@ class Client:
             if token:
                 params.append(("continue", token))
             page = await self.request("GET", path, query=params)
-            items.extend(page.get("items") or ())
+            page_items = page.get("items") or []
+            items.extend(map(shrink, page_items) if shrink else page_items)
             meta = page.get("metadata") or {}
             token = meta.get("continue") or ""
             if not token:

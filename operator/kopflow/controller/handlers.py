@@ -23,7 +23,7 @@ import kopf
 
 from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
-from kopflow.controller import kopf_tuning
+from kopflow.controller import cachegc, kopf_tuning
 from kopflow.controller.client import Client, Credentials, Informer
 from kopflow.controller.health import Health
 from kopflow.controller.kube import Kube
@@ -45,6 +45,8 @@ OPTIONS: dict[str, Any] = {
     "page_size": None,
     "health_bound": None,
     "resync_seconds": 300.0,
+    "cache_gc_per_minute": 60,
+    "cache_gc_interval": 60.0,
 }
 _identity: dict[str, Any] = {}
 
@@ -155,6 +157,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.watchers.append(
         asyncio.create_task(_resync_runs(client, supervisor, namespaces or [""], health))
     )
+    memo.cachegc = asyncio.create_task(
+        cachegc.run(
+            kube,
+            lambda: supervisor.active,
+            namespaces,
+            OPTIONS["cache_gc_per_minute"],
+            OPTIONS["cache_gc_interval"],
+        ),
+        name="cache collection",
+    )
     if OPTIONS["leader_elect"]:
         namespace = OPTIONS["lease_namespace"] or os.environ.get("POD_NAMESPACE") or "default"
         elector = LeaderElector(
@@ -179,7 +191,9 @@ async def _resync_runs(
         for delay in (0.2, 0.5, 1.0, 2.0, 5.0, *[5.0] * 1000):
             try:
                 ns_path = path.replace("/workflowruns", f"/namespaces/{namespace}/workflowruns")
-                items, _ = await client.list(ns_path if namespace else path)
+                items, _ = await client.list(
+                    ns_path if namespace else path, shrink=supervisor.shrink
+                )
                 await supervisor.resync_runs(namespace, items)
                 health.ok(name)
                 break
@@ -192,13 +206,16 @@ async def _resync_runs(
         for namespace in namespaces:
             with contextlib.suppress(Exception):
                 ns_path = path.replace("/workflowruns", f"/namespaces/{namespace}/workflowruns")
-                items, _ = await client.list(ns_path if namespace else path)
+                items, _ = await client.list(
+                    ns_path if namespace else path, shrink=supervisor.shrink
+                )
                 await supervisor.resync_runs(namespace, items)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     tasks = [*getattr(memo, "watchers", ()), getattr(memo, "elector", None)]
+    tasks.append(getattr(memo, "cachegc", None))
     for task in tasks:
         if task is not None:
             task.cancel()

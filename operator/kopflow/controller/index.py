@@ -6,6 +6,7 @@ Pod change names the run to wake (through the Job's owner reference).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,11 @@ from kopflow.executors.kubernetes import JOB_NAME_LABEL, finished, observe, term
 
 RunKey = tuple[str, str]
 """(namespace, run name)."""
+RUN_LABEL = "kopflow.dev/run"
+
+
+def _run_label(obj: dict[str, Any]) -> str | None:
+    return (obj.get("metadata", {}).get("labels") or {}).get(RUN_LABEL)
 
 
 def _owner_run(job: dict[str, Any]) -> str | None:
@@ -78,21 +84,44 @@ def _owner_uid(job: dict[str, Any]) -> str | None:
 
 
 class AttemptIndex:
-    """Latest Job and Pod body of every attempt, by (namespace, job name)."""
+    """Latest Job and Pod body of every attempt, by (namespace, job name), of unfinished runs
+    only: `skip(namespace, run label)` names the finished ones, whose attempts are not kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, skip: Callable[[str, str], bool] | None = None) -> None:
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.by_run: dict[RunKey, set[str]] = {}
+        """Job names of each run: forgetting a run costs its own attempts, not all of them."""
+        self.skip = skip or (lambda _namespace, _label: False)
+
+    def _skipped(self, namespace: str, obj: dict[str, Any]) -> bool:
+        label = _run_label(obj)
+        return label is not None and self.skip(namespace, label)
+
+    def _put_job(self, key: tuple[str, str], job: dict[str, Any]) -> None:
+        self.jobs[key] = _compact_job(job)
+        if (run := _owner_run(job)) is not None:
+            self.by_run.setdefault((key[0], run), set()).add(key[1])
+
+    def _drop_job(self, key: tuple[str, str]) -> None:
+        job = self.jobs.pop(key, None)
+        self.pods.pop(key, None)
+        run = _owner_run(job) if job is not None else None
+        if run is not None and (names := self.by_run.get((key[0], run))) is not None:
+            names.discard(key[1])
+            if not names:
+                del self.by_run[(key[0], run)]
 
     def on_job(self, event_type: str | None, job: dict[str, Any]) -> RunKey | None:
-        """Record a Job event; return the run it belongs to."""
+        """Record a Job event; return the run it belongs to (None: a finished run's)."""
         meta = job.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
-        if event_type == "DELETED":
-            self.jobs.pop(key, None)
-            self.pods.pop(key, None)
+        if event_type == "DELETED" or self._skipped(key[0], job):
+            self._drop_job(key)
+            if event_type != "DELETED":
+                return None
         else:
-            self.jobs[key] = _compact_job(job)
+            self._put_job(key, job)
         run = _owner_run(job)
         return (key[0], run) if run else None
 
@@ -105,6 +134,8 @@ class AttemptIndex:
         if not job_name:
             return None
         key = (meta.get("namespace", ""), job_name)
+        if key not in self.jobs and self._skipped(key[0], pod):
+            return None
         if event_type == "DELETED":
             current = self.pods.get(key)
             if current is not None and current["metadata"].get("uid") == meta.get("uid"):
@@ -119,9 +150,12 @@ class AttemptIndex:
         """Replace the Jobs of namespace ("" = all) with a fresh list (first list, 410 Gone);
         return the runs to wake."""
         before = [j for k, j in self.jobs.items() if not namespace or k[0] == namespace]
-        self.jobs = {k: v for k, v in self.jobs.items() if namespace and k[0] != namespace}
+        for key in [k for k in self.jobs if not namespace or k[0] == namespace]:
+            self.jobs.pop(key)
+        self.by_run = {k: v for k, v in self.by_run.items() if namespace and k[0] != namespace}
+        jobs = [j for j in jobs if not self._skipped(j["metadata"]["namespace"], j)]
         for job in jobs:
-            self.jobs[(job["metadata"]["namespace"], job["metadata"]["name"])] = _compact_job(job)
+            self._put_job((job["metadata"]["namespace"], job["metadata"]["name"]), job)
         # runs whose Jobs vanished during the gap must hear of it too
         return sorted({k for j in [*before, *jobs] if (k := self._run_of_job(j)) is not None})
 
@@ -163,9 +197,7 @@ class AttemptIndex:
         return observe(job, self.pods.get(key) if job is not None else None, refused)
 
     def forget_run(self, namespace: str, run: str) -> None:
-        """Drop a deleted run's attempts (their Jobs go with it by owner reference)."""
-        for key in [
-            k for k, job in self.jobs.items() if k[0] == namespace and _owner_run(job) == run
-        ]:
-            self.jobs.pop(key, None)
-            self.pods.pop(key, None)
+        """Drop a deleted or finished run's attempts (a deleted run's Jobs go with it by owner
+        reference; a finished run's are not looked at again)."""
+        for name in list(self.by_run.get((namespace, run), ())):
+            self._drop_job((namespace, name))

@@ -21,6 +21,7 @@ import aiohttp
 from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
 from kopflow.controller.client import MERGE_PATCH, ApiError, Client
+from kopflow.engine.naming import label_value
 from kopflow.engine.observations import CacheEntry
 from kopflow.engine.times import format_time, parse_time
 
@@ -287,14 +288,48 @@ class Kube:
         metrics.cache_lookup(hit=expires > now)
         return CacheEntry(outputs, expires) if expires > now else None
 
+    async def list_cache(
+        self, namespace: str, limit: int, token: str | None = None
+    ) -> dict[str, Any]:
+        """One page of kopflow's cache ConfigMaps (namespace "" = all), by their label."""
+        path = f"/api/v1/namespaces/{namespace}/configmaps" if namespace else "/api/v1/configmaps"
+        query = f"?labelSelector={quote(CACHE_LABEL)}&limit={limit}"
+        if token:
+            query += f"&continue={quote(token)}"
+        return await self.http.request("GET", path + query)
+
+    async def delete_cache(self, namespace: str, name: str, resource_version: str | None) -> bool:
+        """Delete one cache entry if it is still the version listed (a task may have just
+        stored a fresh result under that key); False when it changed or is gone."""
+        body: dict[str, Any] = {}
+        if resource_version:
+            body["preconditions"] = {"resourceVersion": resource_version}
+        try:
+            await self.http.request(
+                "DELETE", f"/api/v1/namespaces/{namespace}/configmaps/{name}", body
+            )
+        except ApiError as err:
+            if err.status in (404, 409):
+                return False
+            raise
+        return True
+
     async def put_cache(
-        self, namespace: str, key: str, outputs: dict[str, str], expires_at: datetime
+        self,
+        namespace: str,
+        key: str,
+        outputs: dict[str, str],
+        expires_at: datetime,
+        origin: tuple[str, str] = ("", ""),
     ) -> None:
+        """Store an entry; origin (workflow, task) that stored it goes into labels, so that
+        `kopflow cache list|clear --workflow` can select it."""
+        labels = {CACHE_LABEL: "true", "app.kubernetes.io/managed-by": "kopflow"}
+        for label, value in zip(("kopflow.dev/workflow", "kopflow.dev/task"), origin, strict=True):
+            if value:
+                labels[label] = label_value(value)
         body = {
-            "metadata": {
-                "name": CACHE_PREFIX + key,
-                "labels": {CACHE_LABEL: "true", "app.kubernetes.io/managed-by": "kopflow"},
-            },
+            "metadata": {"name": CACHE_PREFIX + key, "labels": labels},
             "data": {"outputs": json.dumps(outputs), "expiresAt": format_time(expires_at)},
         }
         path = f"/api/v1/namespaces/{namespace}/configmaps"

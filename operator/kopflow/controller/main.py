@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         burst=args.burst,
         page_size=args.page_size,
         health_bound=args.health_bound,
+        cache_gc_per_minute=args.cache_gc_per_minute,
+        cache_gc_interval=args.cache_gc_interval,
     )
     asyncio.run(_operate(args))
     return 0

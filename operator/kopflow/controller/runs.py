@@ -469,13 +469,23 @@ class RunWorker:
                 await self.kube.delete_job(self.namespace, action.job_name)
             elif isinstance(action, StoreCache):
                 await self.kube.put_cache(
-                    self.namespace, action.key, dict(action.outputs), action.expires_at
+                    self.namespace,
+                    action.key,
+                    dict(action.outputs),
+                    action.expires_at,
+                    (self._workflow_name(), action.task),
                 )
             elif isinstance(action, LookupCache):
                 answers = await asyncio.gather(
                     *(self.kube.get_cache(self.namespace, k, now) for k in action.keys)
                 )
                 self.answers.update(zip(action.keys, answers, strict=True))
+
+    def _workflow_name(self) -> str:
+        """The Workflow a run runs: its workflowRef, else its generateName, else its name."""
+        ref = ((self.body.get("spec") or {}).get("workflowRef") or {}).get("name")
+        stem = (self.body.get("metadata", {}).get("generateName") or "").rstrip("-")
+        return str(ref or stem or self.name)
 
     async def _launch(self, launch: Launch, now: datetime) -> None:
         """Delete the previous attempt's Job, then create this one's; a refusal is recorded
@@ -506,7 +516,8 @@ class RunWorker:
         return status.model_copy(update=update) if update else status
 
     async def _expire(self, status: WorkflowRunStatus) -> datetime | None:
-        """Delete a finished run once its workflow's ttlSecondsAfterFinished has passed."""
+        """Delete a finished run whose workflow's ttlSecondsAfterFinished has passed; a later
+        deadline is the supervisor's (finished.Expiry): the worker ends either way."""
         ttl = (status.workflow or {}).get("ttlSecondsAfterFinished")
         if status.delete_at:
             due = parse_time(status.delete_at)
@@ -514,7 +525,6 @@ class RunWorker:
             return DONE
         else:
             due = parse_time(status.finished_at) + timedelta(seconds=int(ttl))
-        if _now() < due:
-            return due
-        await self.kube.delete_run(self.namespace, self.name)
+        if _now() >= due:
+            await self.kube.delete_run(self.namespace, self.name)
         return DONE

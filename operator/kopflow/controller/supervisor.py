@@ -1,4 +1,8 @@
-"""Keeps one RunWorker task per unfinished run and routes watch events to them."""
+"""Keeps one RunWorker task per unfinished run and routes watch events to them.
+
+A finished run keeps no worker, no body and no attempts here, only `finished.summary` of it
+(and its TTL deadline in one shared timer): memory follows active runs, not kept ones.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kopflow.controller.clock import Clock
+from kopflow.controller.finished import Expiry, is_finished, summary, ttl_due
 from kopflow.controller.index import AttemptIndex, RunKey
 from kopflow.controller.kube import Kube
 from kopflow.controller.runs import RunWorker
 from kopflow.controller.schedules import Schedules
 from kopflow.controller.workflows import validity
+from kopflow.engine.naming import label_value
 
 logger = logging.getLogger("kopflow.supervisor")
 
@@ -36,10 +42,15 @@ class Supervisor:
         clock: Clock | None = None,
     ) -> None:
         self.kube = kube
-        self.index = AttemptIndex()
+        self.finished: set[tuple[str, str]] = set()
+        """(namespace, run label value) of the finished runs: their Jobs and Pods are not
+        indexed (Pods name their run only by label)."""
+        self.index = AttemptIndex(lambda ns, label: (ns, label) in self.finished)
         self.workers: dict[RunKey, RunWorker] = {}
         self.tasks: dict[RunKey, asyncio.Task[None]] = {}
         self.bodies: dict[RunKey, dict[str, Any]] = {}
+        """Every run: the full body while unfinished, `finished.summary` of it once finished."""
+        self.expiry = Expiry(self._expire, self._finished_uid)
         self.workflows: dict[RunKey, dict[str, Any]] = {}
         self.checks: set[asyncio.Task[None]] = set()
         self.active = active
@@ -56,6 +67,7 @@ class Supervisor:
     async def activate(self) -> None:
         """Became the leader: start a worker for every known run, check every Workflow."""
         self.active = True
+        self.expiry.start()
         for body in list(self.bodies.values()):
             self.on_run("MODIFIED", body)
         for body in list(self.workflows.values()):
@@ -65,6 +77,7 @@ class Supervisor:
         """Lost the lead: stop every worker now (the next leader continues from status)."""
         self.active = False
         self.workers.clear()
+        await self.expiry.stop()
         await self.schedules.stop()
         await self.stop()
         self.tasks.clear()
@@ -75,18 +88,27 @@ class Supervisor:
         key = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             self.bodies.pop(key, None)
+            self.finished.discard((key[0], label_value(key[1])))
             task = self.tasks.pop(key, None)
             self.workers.pop(key, None)
             if task is not None:
                 task.cancel()
             self.index.forget_run(*key)
             return
+        if self._still_finished(key, body):
+            return
+        worker = self.workers.get(key)
+        if worker is None and is_finished(body) and not meta.get("deletionTimestamp"):
+            self._finish(key, body)
+            return
+        if worker is not None and "resourceVersion" not in meta:
+            worker.wake.set()  # a summary (a relist's): the worker keeps its full body
+            return
         self.bodies[key] = body
         if self.active:
             self.schedules.on_run(body)
         if not self.active or self.unsynced:
             return
-        worker = self.workers.get(key)
         if worker is not None and not _wakes(worker.body, body):
             worker.body = body  # our own status write coming back: nothing to do
             return
@@ -101,12 +123,62 @@ class Supervisor:
             worker.update(body)
 
     async def _run(self, key: RunKey, worker: RunWorker) -> None:
-        try:
-            await worker.loop()
-        finally:
-            if self.workers.get(key) is worker:
-                # finished: keep the worker (so a later event does not restart it) but no task
-                self.tasks.pop(key, None)
+        await worker.loop()
+        if self.workers.get(key) is worker:  # finished (or being deleted)
+            self.tasks.pop(key, None)
+            del self.workers[key]
+            body = worker.body
+            if worker.written is not None:  # fresher than the watch's body
+                body = {**body, "status": worker.written.dump()}
+            self._finish(key, body)
+
+    def _finish(self, key: RunKey, body: dict[str, Any]) -> None:
+        """Keep only the summary of a finished run; forget its attempts; time its TTL."""
+        self.bodies[key] = small = summary(body)
+        self.finished.add((key[0], label_value(key[1])))
+        self.index.forget_run(*key)
+        if self.active:
+            self.schedules.on_run(small)
+        due = ttl_due(small["status"])
+        if due is not None:
+            self.expiry.add(key, small["metadata"].get("uid", ""), due)
+            if self.active:
+                self.expiry.start()
+
+    async def _expire(self, namespace: str, name: str) -> None:
+        self.kube.fence()
+        await self.kube.delete_run(namespace, name)
+
+    def _still_finished(self, key: RunKey, body: dict[str, Any]) -> bool:
+        """A body of a run already finished, same object and spec generation: at most its
+        summary changes (an echo of our last write, labels); an older echo changes nothing."""
+        kept = self.bodies.get(key)
+        if kept is None or (key[0], label_value(key[1])) not in self.finished:
+            return False
+        if key in self.workers:
+            return False
+        if _wakes(kept, body) and "deletionTimestamp" not in body.get("metadata", {}):
+            self.finished.discard((key[0], label_value(key[1])))
+            return False  # another run under this name, or a new spec: look at it afresh
+        if is_finished(body):
+            self.bodies[key] = summary(body)
+        return True
+
+    def shrink(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What a relist keeps of a run while the rest of the list arrives: a finished run's
+        summary (10,000 kept runs must not be held in full at once), else the body."""
+        meta = body.get("metadata", {})
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if is_finished(body) and key not in self.workers:
+            return summary(body)
+        return body
+
+    def _finished_uid(self, key: RunKey) -> str | None:
+        """The uid of a run kept as finished (the TTL timer deletes only that object)."""
+        if (key[0], label_value(key[1])) not in self.finished:
+            return None
+        uid = (self.bodies.get(key) or {}).get("metadata", {}).get("uid")
+        return str(uid) if uid is not None else None
 
     def on_workflow(self, event_type: str | None, body: dict[str, Any]) -> None:
         """Validate a Workflow whose status does not describe its current generation."""
@@ -206,6 +278,7 @@ class Supervisor:
             worker.wake.set()
 
     async def stop(self) -> None:
+        await self.expiry.stop()
         await self.schedules.stop()
         tasks = list(self.tasks.values())
         for task in tasks:

@@ -68,6 +68,8 @@ class StoreCache:
     key: str
     outputs: Mapping[str, str]
     expires_at: datetime
+    task: str = ""
+    """The task that stored it (a label on the entry, for `kopflow cache list|clear`)."""
 
 
 @dataclass(frozen=True)

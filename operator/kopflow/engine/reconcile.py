@@ -278,7 +278,7 @@ class _Step:
         if task.cache is not None:
             key = cache_key(self.state.namespace, render_task(task, self._context()), self._params)
             expires = finished + timedelta(seconds=task.cache.ttl_seconds)
-            self.actions.append(StoreCache(key, outputs, expires))
+            self.actions.append(StoreCache(key, outputs, expires, name))
         self._event("Normal", "TaskSucceeded", f"attempt {status.attempts} succeeded", name)
 
     def _attempt_failed(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.integration.operator.conftest import OPERATOR_SA, RBAC_RULES, Cluster, Kube, Operator
+from tests.integration.operator.test_cache import entry_exists, expired_entry
 from tests.integration.operator.test_schedules import RATE, SLOT, created, scheduled
 from tests.integration.operator.test_semantics import PY, run_doc, sleeper
 
@@ -101,6 +102,14 @@ def test_every_rule_is_used_by_some_scenario(cluster: Cluster, kube: Kube, tmp_p
         op.stop()
         if op.log.exists():
             print(op.log.read_text()[-8000:])
+    # Expired cache entries are listed by label and deleted (an operator collecting each second).
+    collector = Operator(cluster, tmp_path / "gc.log", "--cache-gc-interval", "1")
+    collector.start()
+    try:
+        stale = expired_entry(kube, "0" * 64)
+        kube.wait(lambda: not entry_exists(kube, stale), 30, "the expired entry deleted")
+    finally:
+        collector.stop()
 
     account = f"system:serviceaccount:{cluster.namespace}:{OPERATOR_SA}"
     used = {(v, r) for (u, v, r) in kube.server.requests.by_user if u == account}

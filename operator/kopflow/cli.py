@@ -178,6 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clock-rate", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_operator)
 
+    from kopflow import logscmd
+
+    logscmd.add_parser(sub)
+
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     p.add_argument("--output-dir", default="crds", help="directory to write into (default crds)")
     p.add_argument("--stdout", action="store_true", help="print them instead of writing files")

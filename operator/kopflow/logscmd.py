@@ -1,0 +1,292 @@
+"""`kopflow logs RUN [TASK] [--attempt N] [-f]`: the pod logs of a run's task attempts.
+
+Read with the user's own kubeconfig and rights (the operator never reads logs: its RBAC has no
+pods/log). An attempt's pod is found by the `batch.kubernetes.io/job-name` label of its Job,
+whose name is deterministic (engine.naming.job_name of run, task, attempt and the run's uid), so
+earlier attempts are found too. Without TASK every task's last attempt is printed in dependency
+order, each line prefixed with `[task] `.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
+    from kubernetes_asyncio import client
+
+Obj = dict[str, Any]
+# asyncio, json and the client are imported where used: `kopflow --help` must start fast.
+CONTAINER = "main"
+"""The task container of every attempt's pod (executors.kubernetes.CONTAINER)."""
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+START_WAIT_SECONDS = 60.0
+"""With -f, how long to wait for an attempt's container to start before giving up."""
+POLL_SECONDS = 0.5
+
+
+class LogsError(Exception):
+    """A message for the user; the command exits 1."""
+
+
+def add_parser(sub: Any) -> None:
+    """Register `logs` (its flags; the global --kubeconfig/--context/-n come from cli)."""
+    p = sub.add_parser("logs", help="print the pod logs of a run's task attempts")
+    p.add_argument("run", metavar="RUN", help="WorkflowRun name")
+    p.add_argument("task", nargs="?", metavar="TASK", help="one task (default: every task)")
+    p.add_argument("--attempt", type=int, metavar="N", help="attempt N of TASK (default: last)")
+    p.add_argument("-f", "--follow", action="store_true", help="stream until the pod ends")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
+    p.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of `kopflow logs`."""
+    if args.attempt is not None and not args.task:
+        print("error: --attempt needs a TASK (kopflow logs RUN TASK --attempt N)", file=sys.stderr)
+        return 2
+    if args.attempt is not None and args.attempt < 1:
+        print(f"error: --attempt {args.attempt}: attempts count from 1", file=sys.stderr)
+        return 2
+    import asyncio
+
+    try:
+        return asyncio.run(_main(args))
+    except LogsError as err:
+        sys.stdout.flush()
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _connect(args: argparse.Namespace) -> tuple[client.ApiClient, str]:
+    """An API client from the user's kubeconfig, and the namespace to use."""
+    from kubernetes_asyncio import client, config
+
+    cfg = client.Configuration()
+    try:
+        loader = await config.load_kube_config(
+            config_file=args.kubeconfig,
+            context=args.context,
+            client_configuration=cfg,
+            persist_config=False,
+        )
+    except (config.ConfigException, OSError) as err:
+        raise LogsError(f"no usable kubeconfig: {err}") from None
+    namespace = args.namespace
+    if not namespace:
+        context = loader.current_context or {}
+        namespace = (context.get("context") or {}).get("namespace") or "default"
+    return client.ApiClient(configuration=cfg), str(namespace)
+
+
+def _message(err: Any) -> str:
+    """The API's own words from an ApiException (its Status message), else its reason."""
+    import json
+
+    try:
+        return str(json.loads(err.body or err.reason).get("message") or err.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(err.reason)
+
+
+def _forbidden(verb: str, what: str, namespace: str) -> LogsError:
+    sub = what.split("/", 1)
+    check = f"kubectl auth can-i {verb} {sub[0]}" + (
+        f" --subresource={sub[1]}" if len(sub) > 1 else ""
+    )
+    return LogsError(
+        f"forbidden: your kubeconfig's user may not {verb} {what} in namespace {namespace}; "
+        f"it needs the right `{verb}` on `{what}` (check: {check} -n {namespace})"
+    )
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from kubernetes_asyncio import client
+
+    from kopflow.api.workflow import GROUP, VERSION
+
+    api, namespace = await _connect(args)
+    async with api:
+        custom = client.CustomObjectsApi(api)
+        core = client.CoreV1Api(api)
+        try:
+            run: Obj = await custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "workflowruns", args.run
+            )
+        except client.ApiException as err:
+            if err.status == 404:
+                raise LogsError(
+                    f'WorkflowRun "{args.run}" not found in namespace "{namespace}" '
+                    f"(kubectl get workflowruns -n {namespace} lists them)"
+                ) from None
+            if err.status == 403:
+                raise _forbidden("get", "workflowruns.kopflow.dev", namespace) from None
+            raise LogsError(f"reading WorkflowRun {args.run}: {_message(err)}") from None
+        logs = _RunLogs(core, run, namespace)
+        if args.task:
+            await logs.task(args.task, args.attempt, args.follow, prefix="")
+            return 0
+        return await logs.all(args.follow)
+
+
+class _RunLogs:
+    def __init__(self, core: client.CoreV1Api, run: Obj, namespace: str) -> None:
+        self.core, self.run, self.namespace = core, run, namespace
+        self.name = str(run["metadata"]["name"])
+        self.uid = str(run["metadata"].get("uid") or "")
+        status = run.get("status") or {}
+        self.tasks: dict[str, Obj] = status.get("tasks") or {}
+        self.order = _task_order(status.get("workflow") or (run.get("spec") or {}).get("workflow"))
+        for name in self.tasks:
+            if name not in self.order:
+                self.order.append(name)
+
+    async def all(self, follow: bool) -> int:
+        """Every task's last attempt, in dependency order, lines prefixed `[task] `. A task
+        without a readable pod is reported on stderr; exit 1 if any was."""
+        missing = 0
+        names = [n for n in self.order if (self.tasks.get(n) or {}).get("attempts")]
+        if not names:
+            phase = (self.run.get("status") or {}).get("phase") or "Pending"
+            raise LogsError(f"run {self.name} ({phase}) has started no task attempt yet")
+        for name in names:
+            try:
+                await self.task(name, None, follow, prefix=f"[{name}] ")
+            except LogsError as err:
+                sys.stdout.flush()
+                print(f"[{name}] error: {err}", file=sys.stderr)
+                missing += 1
+        return 1 if missing else 0
+
+    async def task(self, task: str, attempt: int | None, follow: bool, *, prefix: str) -> None:
+        status = self.tasks.get(task)
+        if status is None:
+            known = ", ".join(self.order) or "none yet"
+            raise LogsError(f'run {self.name} has no task "{task}" (its tasks: {known})')
+        attempts = int(status.get("attempts") or 0)
+        if attempts == 0:
+            phase = status.get("phase") or "Pending"
+            why = "its result came from the cache" if status.get("cached") else f"it is {phase}"
+            raise LogsError(f"task {task} of run {self.name} has run no attempt: {why}")
+        n = attempt or attempts
+        if n > attempts:
+            raise LogsError(
+                f"task {task} of run {self.name} has no attempt {n}: "
+                f"it has {attempts} (--attempt 1..{attempts})"
+            )
+        from kopflow.engine.naming import job_name
+
+        job = job_name(self.name, task, n, self.uid)
+        if n == attempts and status.get("jobName"):
+            job = str(status["jobName"])
+        what = f"attempt {n} of task {task}"
+        pod = await self._pod(job, what)
+        if follow:
+            pod = await self._started(pod, what)
+        await self._stream(pod, what, follow, prefix)
+
+    async def _pod(self, job: str, what: str) -> str:
+        """The name of the attempt's pod (the newest, if its Job made several)."""
+        from kubernetes_asyncio import client
+
+        try:
+            pods = await self.core.list_namespaced_pod(
+                self.namespace, label_selector=f"{JOB_NAME_LABEL}={job}"
+            )
+        except client.ApiException as err:
+            if err.status == 403:
+                raise _forbidden("list", "pods", self.namespace) from None
+            raise LogsError(f"listing the pods of {what}: {_message(err)}") from None
+        items = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)
+        if not items:
+            raise LogsError(
+                f"the pod of {what} (Job {job}) is gone: its Job was deleted "
+                f"(ttlSecondsAfterFinished, the run's history limit, or by hand) or the pod "
+                f"was; its logs can no longer be read"
+            )
+        return str(items[-1].metadata.name)
+
+    async def _started(self, pod: str, what: str) -> str:
+        """Wait (bounded) until the pod's task container has started, for -f."""
+        import asyncio
+
+        from kubernetes_asyncio import client
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_WAIT_SECONDS
+        while True:
+            try:
+                obj = await self.core.read_namespaced_pod(pod, self.namespace)
+            except client.ApiException as err:
+                if err.status == 404:
+                    raise LogsError(f"the pod {pod} of {what} is gone") from None
+                raise LogsError(f"reading pod {pod}: {_message(err)}") from None
+            for c in (obj.status and obj.status.container_statuses) or []:
+                if c.name == CONTAINER and c.state and (c.state.running or c.state.terminated):
+                    return pod
+            if loop.time() > deadline:
+                raise LogsError(
+                    f"the container of {what} (pod {pod}) has not started "
+                    f"after {START_WAIT_SECONDS:.0f} s"
+                )
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _stream(self, pod: str, what: str, follow: bool, prefix: str) -> None:
+        from kubernetes_asyncio import client
+
+        try:
+            resp: aiohttp.ClientResponse = await self.core.read_namespaced_pod_log(  # type: ignore[assignment]
+                pod, self.namespace, container=CONTAINER, follow=follow, _preload_content=False
+            )
+        except client.ApiException as err:
+            raise _refusal(err, pod, what, self.namespace) from None
+        if resp.status >= 400:  # not raised without _preload_content
+            text = await resp.text()
+            resp.release()
+            raise _refusal(
+                client.ApiException(status=resp.status, reason=text), pod, what, self.namespace
+            )
+        out, tag, rest = sys.stdout.buffer, prefix.encode(), b""
+        async with resp:
+            async for chunk in resp.content.iter_any():
+                if not prefix:
+                    out.write(chunk)
+                else:
+                    *lines, rest = (rest + chunk).split(b"\n")
+                    out.writelines(tag + line + b"\n" for line in lines)
+                out.flush()
+        if rest:
+            out.write(tag + rest + b"\n")
+            out.flush()
+
+
+def _refusal(err: Any, pod: str, what: str, namespace: str) -> LogsError:
+    """The user's words for a refused pods/log request."""
+    if err.status == 403:
+        return _forbidden("get", "pods/log", namespace)
+    if err.status == 404:
+        return LogsError(f"the pod {pod} of {what} is gone: {_message(err)}")
+    return LogsError(f"{what} (pod {pod}): {_message(err)}")
+
+
+def _task_order(workflow: Obj | None) -> list[str]:
+    """Task names in dependency order (onFailure tasks last), from the run's workflow snapshot."""
+    from kopflow.engine.dag import topological_order
+
+    spec = workflow or {}
+    deps: dict[str, Sequence[str]] = {}
+    for task in spec.get("tasks") or []:
+        if isinstance(task, dict) and task.get("name"):
+            deps[str(task["name"])] = [str(d) for d in task.get("dependsOn") or []]
+    order = topological_order(deps)
+    for task in spec.get("onFailure") or []:
+        if isinstance(task, dict) and task.get("name") and task["name"] not in order:
+            order.append(str(task["name"]))
+    return order

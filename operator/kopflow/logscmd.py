@@ -26,6 +26,10 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 START_WAIT_SECONDS = 60.0
 """With -f, how long to wait for an attempt's container to start before giving up."""
 POLL_SECONDS = 0.5
+FOLLOW_POLL_SECONDS = 1.0
+"""-f without TASK: how often the run is re-read while waiting for a task's next attempt."""
+FINAL_TASK = ("Succeeded", "Failed", "Skipped", "Cancelled")
+FINAL_RUN = ("Succeeded", "Failed", "Cancelled", "Invalid")
 
 
 class LogsError(Exception):
@@ -129,7 +133,7 @@ async def _main(args: argparse.Namespace) -> int:
             if err.status == 403:
                 raise _forbidden("get", "workflowruns.kopflow.dev", namespace) from None
             raise LogsError(f"reading WorkflowRun {args.run}: {_message(err)}") from None
-        logs = _RunLogs(core, run, namespace)
+        logs = _RunLogs(core, client.BatchV1Api(api), custom, run, namespace)
         if args.task:
             await logs.task(args.task, args.attempt, args.follow, prefix="")
             return 0
@@ -137,8 +141,16 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 class _RunLogs:
-    def __init__(self, core: client.CoreV1Api, run: Obj, namespace: str) -> None:
-        self.core, self.run, self.namespace = core, run, namespace
+    def __init__(
+        self,
+        core: client.CoreV1Api,
+        batch: client.BatchV1Api,
+        custom: client.CustomObjectsApi,
+        run: Obj,
+        namespace: str,
+    ) -> None:
+        self.core, self.batch, self.custom = core, batch, custom
+        self.run, self.namespace = run, namespace
         self.name = str(run["metadata"]["name"])
         self.uid = str(run["metadata"].get("uid") or "")
         status = run.get("status") or {}
@@ -151,6 +163,8 @@ class _RunLogs:
     async def all(self, follow: bool) -> int:
         """Every task's last attempt, in dependency order, lines prefixed `[task] `. A task
         without a readable pod is reported on stderr; exit 1 if any was."""
+        if follow:
+            return await self._follow_all()
         missing = 0
         names = [n for n in self.order if (self.tasks.get(n) or {}).get("attempts")]
         if not names:
@@ -164,6 +178,47 @@ class _RunLogs:
                 print(f"[{name}] error: {err}", file=sys.stderr)
                 missing += 1
         return 1 if missing else 0
+
+    async def _follow_all(self) -> int:
+        """-f without TASK: each task in dependency order, each of its attempts as it runs,
+        re-reading the run while waiting, until every task is final or the run has ended."""
+        import asyncio
+
+        missing = 0
+        for name in list(self.order):
+            followed = 0
+            while True:
+                status = self.tasks.get(name) or {}
+                attempts = int(status.get("attempts") or 0)
+                if attempts > followed:
+                    followed = attempts
+                    try:
+                        await self.task(name, None, True, prefix=f"[{name}] ")
+                    except LogsError as err:
+                        sys.stdout.flush()
+                        print(f"[{name}] error: {err}", file=sys.stderr)
+                        missing += 1
+                    await self._refresh()
+                    continue
+                run_phase = (self.run.get("status") or {}).get("phase")
+                if status.get("phase") in FINAL_TASK or run_phase in FINAL_RUN:
+                    break
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+                await self._refresh()
+        return 1 if missing else 0
+
+    async def _refresh(self) -> None:
+        from kubernetes_asyncio import client
+
+        from kopflow.api.workflow import GROUP, VERSION
+
+        try:
+            self.run = await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "workflowruns", self.name
+            )
+        except client.ApiException as err:
+            raise LogsError(f"reading WorkflowRun {self.name}: {_message(err)}") from None
+        self.tasks = (self.run.get("status") or {}).get("tasks") or {}
 
     async def task(self, task: str, attempt: int | None, follow: bool, *, prefix: str) -> None:
         status = self.tasks.get(task)
@@ -206,12 +261,30 @@ class _RunLogs:
             raise LogsError(f"listing the pods of {what}: {_message(err)}") from None
         items = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)
         if not items:
+            why = await self._why_gone(job)
             raise LogsError(
-                f"the pod of {what} (Job {job}) is gone: its Job was deleted "
-                f"(ttlSecondsAfterFinished, the run's history limit, or by hand) or the pod "
-                f"was; its logs can no longer be read"
+                f"the pod of {what} (Job {job}) is gone: {why}; its logs can no longer be read"
             )
         return str(items[-1].metadata.name)
+
+    async def _why_gone(self, job: str) -> str:
+        """Why an attempt has no pod, as far as the user may see: its Job is gone, or only the
+        pod."""
+        from kubernetes_asyncio import client
+
+        try:
+            found = await self.batch.read_namespaced_job(job, self.namespace)
+        except client.ApiException as err:
+            if err.status == 404:
+                return (
+                    "its Job was deleted (by its ttlSecondsAfterFinished, a retry that replaced "
+                    "a lost attempt, or by hand)"
+                )
+            return "its Job or pod was deleted"
+        ttl = found.spec.ttl_seconds_after_finished if found.spec else None
+        return "its pod was deleted" + (
+            f" (the Job has ttlSecondsAfterFinished={ttl})" if ttl is not None else ""
+        )
 
     async def _started(self, pod: str, what: str) -> str:
         """Wait (bounded) until the pod's task container has started, for -f."""

@@ -129,7 +129,9 @@ def test_logs_prints_each_attempt_and_every_task_in_order(
     )
     gone = kopflow(kube, "logs", "printed", "first")
     assert gone.returncode == 1
-    assert f"the pod of attempt 1 of task first (Job {job}) is gone" in gone.stderr
+    assert f"the pod of attempt 1 of task first (Job {job}) is gone: its Job was deleted" in (
+        gone.stderr
+    )
 
 
 def test_logs_follow_streams_while_the_task_runs(
@@ -139,23 +141,29 @@ def test_logs_follow_streams_while_the_task_runs(
     code = (
         "import os, pathlib, time\n"
         "print('tick 1')\n"
-        "for _ in range(200):\n"  # the second line waits until the reader had the first
+        "for _ in range(200):\n"  # the second line waits until the readers had the first
         "    if pathlib.Path(os.environ['GO']).exists(): break\n"
         "    time.sleep(0.05)\n"
         "print('tick 2')\n"
     )
     ticker = printer("ticker", code, env=[{"name": "GO", "value": str(go)}])
-    kube.create(run_doc("streamed", [ticker]))
+    after = printer("after", "print('after done')", dependsOn=["ticker"])
+    kube.create(run_doc("streamed", [ticker, after]))
     kube.wait_task("streamed", "ticker", "Running", timeout=60)
-    args = ["logs", "streamed", "ticker", "-f", "-n", kube.ns]
-    args += ["--kubeconfig", str(kube.cluster.admin_kubeconfig)]
-    with subprocess.Popen(
-        [sys.executable, "-m", "kopflow", *args], stdout=subprocess.PIPE, text=True, cwd=ROOT
-    ) as follower:
-        assert follower.stdout is not None
-        assert follower.stdout.readline() == "tick 1\n"
-        assert follower.poll() is None  # still following: the task still runs
+    config = ["-n", kube.ns, "--kubeconfig", str(kube.cluster.admin_kubeconfig)]
+
+    def follow(*args: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "kopflow", "logs", "streamed", *args, "-f", *config]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+    with follow("ticker") as one, follow() as every:
+        assert one.stdout is not None and every.stdout is not None
+        assert one.stdout.readline() == "tick 1\n"
+        assert every.stdout.readline() == "[ticker] tick 1\n"
+        assert one.poll() is None and every.poll() is None  # following: the task still runs
         go.touch()
-        rest = follower.stdout.read()  # ends when the pod's container ends
-        assert (follower.wait(30), rest) == (0, "tick 2\n")
+        rest = one.stdout.read()  # ends when the pod's container ends
+        assert (one.wait(30), rest) == (0, "tick 2\n")
+        rest = every.stdout.read()  # the next task too, until the run ends
+        assert (every.wait(60), rest) == (0, "[ticker] tick 2\n[after] after done\n")
     kube.wait_run("streamed", "Succeeded")

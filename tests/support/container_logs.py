@@ -48,6 +48,8 @@ class ContainerLog:
         self.path = path
         self.plain = plain
         self.done = False
+        self.version = 0
+        """Bumped by every write and by the end: a follower waits for it to change."""
         self.task: asyncio.Future[None] | None = None
         """The capture of the process's pipes (set by pod_process.spawn)."""
         self._wake = asyncio.Event()
@@ -62,12 +64,17 @@ class ContainerLog:
         if self.plain is not None:
             with self.plain.open("ab") as f:
                 f.write(line + b"\n")
+        self._notify()
+
+    def _notify(self) -> None:
+        self.version += 1
         self._wake.set()
+        self._wake = asyncio.Event()
 
     def close(self) -> None:
         """The instance has ended: followers finish once they read everything."""
         self.done = True
-        self._wake.set()
+        self._notify()
 
     async def drained(self) -> None:
         """Wait until the capture has written everything (bounded by DRAIN_SECONDS after the
@@ -77,11 +84,13 @@ class ContainerLog:
                 await asyncio.shield(self.task)
         self.close()
 
-    async def changed(self, timeout: float) -> None:
-        """Wait for a write or the end (at most `timeout` seconds)."""
+    async def changed(self, seen: int, timeout: float) -> None:
+        """Wait until something was written or the end came after version `seen` (at most
+        `timeout` seconds)."""
+        if self.version != seen:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
 
 
 async def _pump(reader: asyncio.StreamReader, stream: str, log: ContainerLog) -> None:
@@ -276,7 +285,7 @@ async def serve(log: ContainerLog, opts: LogOptions) -> AsyncIterator[bytes]:
     offset = 0
     first = True
     while True:
-        done = log.done
+        done, seen = log.done, log.version
         with log.path.open("rb") as f:
             f.seek(offset)
             data = f.read()
@@ -297,4 +306,4 @@ async def serve(log: ContainerLog, opts: LogOptions) -> AsyncIterator[bytes]:
             yield chunk
         if budget == 0 or not opts.follow or done:
             return
-        await log.changed(FOLLOW_POLL)
+        await log.changed(seen, FOLLOW_POLL)

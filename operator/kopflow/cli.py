@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kopflow import __version__
+from kopflow import __version__, commands
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -71,12 +71,18 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return operator_main.run(args)
 
 
+def _prog() -> str:
+    """`kubectl kopflow` when run as the kubectl plugin (kubectl-kopflow), else `kopflow`."""
+    return "kubectl kopflow" if Path(sys.argv[0]).name.startswith("kubectl-") else "kopflow"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and shell completion)."""
     parser = argparse.ArgumentParser(
-        prog="kopflow", description="Kubernetes-native workflows that also run on your laptop."
+        prog=_prog(), description="Kubernetes-native workflows that also run on your laptop."
     )
     parser.add_argument("--version", action="version", version=f"kopflow {__version__}")
+    commands.add_cluster_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check manifests; exit 0 when valid, 2 when not")
@@ -186,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="crds", help="directory to write into (default crds)")
     p.add_argument("--stdout", action="store_true", help="print them instead of writing files")
     p.set_defaults(func=_cmd_crds)
+    commands.add_commands(sub)
     return parser
 
 

@@ -23,6 +23,18 @@ class WorkflowRef(Model):
     """Name of the Workflow to run."""
 
 
+class RetryOf(Model):
+    """The run a retry repeats (`kopflow retry`), and the results it takes over from it."""
+
+    name: ShortStr
+    """Name of the earlier run."""
+    uid: str | None = None
+    """Its metadata.uid: the very run, even if one of the same name exists now."""
+    reused: dict[str, dict[str, Annotated[str, Field(max_length=65536)]]] | None = None
+    """Task name -> the outputs it produced there: these tasks are Succeeded from the start
+    (reused: true), nothing runs for them, and their outputs feed templating as usual."""
+
+
 class WorkflowRunSpec(Model):
     """What to run: a Workflow by reference or inline, with parameter values."""
 
@@ -43,6 +55,8 @@ class WorkflowRunSpec(Model):
     workflow_wait_seconds: Annotated[int, Field(ge=0)] = 300
     """How long a run waits (Pending, WorkflowNotFound) for its workflowRef to appear before
     it is Invalid: `kubectl apply -f dir/` may create runs before their Workflow."""
+    retry_of: RetryOf | None = None
+    """Set by `kopflow retry`: the run this one retries and the task results it reuses."""
 
 
 class Attempt(Model):
@@ -79,6 +93,8 @@ class TaskStatus(Model):
     """Declared outputs of the successful attempt."""
     cached: bool | None = None
     """The result came from the cache; no attempt ran."""
+    reused: bool | None = None
+    """The result was taken over from the run this one retries (spec.retryOf); nothing ran."""
     next_retry_at: str | None = None
     """When the next attempt starts (phase Retrying)."""
     started_at: str | None = None

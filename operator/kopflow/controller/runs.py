@@ -30,6 +30,7 @@ from kopflow.engine.observations import CacheEntry, Observation
 from kopflow.engine.params import resolve_parameters
 from kopflow.engine.reconcile import MISSING_GRACE, reconcile
 from kopflow.engine.render import run_values
+from kopflow.engine.reuse import reuse_issues
 from kopflow.engine.state import RunState, jobs_to_observe
 from kopflow.engine.times import format_time, parse_time
 from kopflow.engine.validation import Issue, missing_images, pydantic_issues, validate_spec
@@ -184,6 +185,7 @@ class RunWorker:
             scheduled_time=run.spec.scheduled_time,
             generation=self.body["metadata"].get("generation"),
             uid=self.body["metadata"].get("uid") or "",
+            retry_of=run.spec.retry_of,
         )
         observations, pod_due = await self._observe(status)
         now = _now()
@@ -315,6 +317,7 @@ class RunWorker:
             Issue(i.path.replace("spec", prefix, 1), i.message)
             for i in validate_spec(spec) + missing_images(spec)
         ]
+        issues += reuse_issues(spec, run.spec.retry_of)
         started = format_time(_now())
         values = run_values(self.name, self.namespace, run.spec.scheduled_time, started)
         params, param_issues = resolve_parameters(spec, run.spec.parameters, values)

@@ -59,6 +59,7 @@ from kopflow.engine.outputs import OutputsError, parse_outputs
 from kopflow.engine.plan import Plan, plan_for
 from kopflow.engine.render import attempt_env, render_task, run_values, unmet_condition
 from kopflow.engine.retry import classify, next_attempt_at, should_retry
+from kopflow.engine.reuse import reused_tasks
 from kopflow.engine.state import RunState
 from kopflow.engine.times import format_duration, format_time, parse_time, utc
 
@@ -167,6 +168,10 @@ class _Step:
         self.phase, self.started_at, self.changed = "Running", self.stamp, True
         for name in self.plan.main:
             self.tasks.setdefault(name, TaskStatus())
+        reused = reused_tasks(self.state.retry_of, self.plan.tasks, self.plan.main, self.stamp)
+        for name, status in reused.items():
+            self.tasks[name] = status
+            self._event("Normal", "TaskReused", status.message or "", name)
 
     # --- observing attempts --------------------------------------------------------------
 

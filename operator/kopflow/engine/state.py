@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kopflow.api.run import WorkflowRun, WorkflowRunStatus
+from kopflow.api.run import RetryOf, WorkflowRun, WorkflowRunStatus
 from kopflow.api.workflow import WorkflowSpec
 
 
@@ -35,6 +35,8 @@ class RunState:
     uid: str = ""
     """metadata.uid (the local runner: a stable id per run); hashed into every Job name so
     that no two runs' attempts share a name."""
+    retry_of: RetryOf | None = None
+    """spec.retryOf: the tasks it names start Succeeded with the outputs they had (reuse)."""
 
     @classmethod
     def of(
@@ -57,6 +59,7 @@ class RunState:
             scheduled_time=run.spec.scheduled_time,
             generation=generation,
             uid=str((run.metadata.model_extra or {}).get("uid") or ""),
+            retry_of=run.spec.retry_of,
         )
 
 

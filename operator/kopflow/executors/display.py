@@ -69,6 +69,8 @@ class PlainDisplay:
                 parts.append(f"attempt {task.attempts}")
             if task.cached:
                 parts.append("(cached)")
+            elif task.reused:
+                parts.append("(reused)")
             if task.finished_at:
                 parts.append(_seconds(task, now))
             if detail := _detail(task):
@@ -102,7 +104,7 @@ class LiveDisplay:
                 Text(task.phase, style=PHASE_STYLE.get(task.phase, "")),
                 str(task.attempts or ""),
                 _seconds(task, now),
-                "yes" if task.cached else "",
+                "yes" if task.cached else "reused" if task.reused else "",
                 _detail(task),
             )
         self._live.update(table, refresh=True)

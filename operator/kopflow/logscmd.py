@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import aiohttp
     from kubernetes_asyncio import client
+
+    from kopflow import cliclient
 
 Obj = dict[str, Any]
 # asyncio, json and the client are imported where used: `kopflow --help` must start fast.
@@ -33,61 +34,43 @@ FINAL_RUN = ("Succeeded", "Failed", "Cancelled", "Invalid")
 
 
 class LogsError(Exception):
-    """A message for the user; the command exits 1."""
+    """A message for the user (`error: ...`); the command exits 1."""
 
 
 def add_parser(sub: Any) -> None:
-    """Register `logs` (its flags; the global --kubeconfig/--context/-n come from cli)."""
+    """Register `logs` with the cluster options (--kubeconfig, --context, -n) of the others."""
+    from kopflow.commands import add_cluster_options
+
     p = sub.add_parser("logs", help="print the pod logs of a run's task attempts")
+    add_cluster_options(p)
     p.add_argument("run", metavar="RUN", help="WorkflowRun name")
     p.add_argument("task", nargs="?", metavar="TASK", help="one task (default: every task)")
     p.add_argument("--attempt", type=int, metavar="N", help="attempt N of TASK (default: last)")
     p.add_argument("-f", "--follow", action="store_true", help="stream until the pod ends")
-    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
-    p.add_argument("--context", help="kubeconfig context (default: the current one)")
-    p.add_argument("-n", "--namespace", help="namespace (default: the context's)")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Entry point of `kopflow logs`."""
+    """Entry point of `kopflow logs`: connected as the other cluster commands are
+    (commands.common.run_command, cliclient.connect)."""
+    from kopflow.cliclient import CliError
+    from kopflow.commands.common import run_command
+
     if args.attempt is not None and not args.task:
         print("error: --attempt needs a TASK (kopflow logs RUN TASK --attempt N)", file=sys.stderr)
         return 2
     if args.attempt is not None and args.attempt < 1:
         print(f"error: --attempt {args.attempt}: attempts count from 1", file=sys.stderr)
         return 2
-    import asyncio
 
-    try:
-        return asyncio.run(_main(args))
-    except LogsError as err:
-        sys.stdout.flush()
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    async def body(kube: Any) -> int:
+        try:
+            return await _main(kube, args)
+        except LogsError as err:
+            sys.stdout.flush()
+            raise CliError(str(err)) from None
 
-
-async def _connect(args: argparse.Namespace) -> tuple[client.ApiClient, str]:
-    """An API client from the user's kubeconfig, and the namespace to use."""
-    from kubernetes_asyncio import client, config
-
-    cfg = client.Configuration()
-    try:
-        loader = await config.load_kube_config(
-            config_file=args.kubeconfig,
-            context=args.context,
-            client_configuration=cfg,
-            persist_config=False,
-        )
-    except (config.ConfigException, OSError) as err:
-        raise LogsError(f"no usable kubeconfig: {err}") from None
-    namespace = args.namespace
-    if not namespace:
-        context = loader.current_context or {}
-        namespace = (context.get("context") or {}).get("namespace") or "default"
-    return client.ApiClient(configuration=cfg), str(namespace)
+    return run_command(args, body)
 
 
 def _message(err: Any) -> str:
@@ -111,33 +94,16 @@ def _forbidden(verb: str, what: str, namespace: str) -> LogsError:
     )
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(kube: cliclient.Kube, args: argparse.Namespace) -> int:
     from kubernetes_asyncio import client
 
-    from kopflow.api.workflow import GROUP, VERSION
-
-    api, namespace = await _connect(args)
-    async with api:
-        custom = client.CustomObjectsApi(api)
-        core = client.CoreV1Api(api)
-        try:
-            run: Obj = await custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "workflowruns", args.run
-            )
-        except client.ApiException as err:
-            if err.status == 404:
-                raise LogsError(
-                    f'WorkflowRun "{args.run}" not found in namespace "{namespace}" '
-                    f"(kubectl get workflowruns -n {namespace} lists them)"
-                ) from None
-            if err.status == 403:
-                raise _forbidden("get", "workflowruns.kopflow.dev", namespace) from None
-            raise LogsError(f"reading WorkflowRun {args.run}: {_message(err)}") from None
-        logs = _RunLogs(core, client.BatchV1Api(api), custom, run, namespace)
-        if args.task:
-            await logs.task(args.task, args.attempt, args.follow, prefix="")
-            return 0
-        return await logs.all(args.follow)
+    run: Obj = await kube.get("workflowruns", args.run)  # CliError: missing, forbidden...
+    core, batch = client.CoreV1Api(kube.api), client.BatchV1Api(kube.api)
+    logs = _RunLogs(core, batch, kube.custom, run, kube.namespace)
+    if args.task:
+        await logs.task(args.task, args.attempt, args.follow, prefix="")
+        return 0
+    return await logs.all(args.follow)
 
 
 class _RunLogs:
@@ -149,16 +115,17 @@ class _RunLogs:
         run: Obj,
         namespace: str,
     ) -> None:
+        from kopflow.commands.common import task_order
+
         self.core, self.batch, self.custom = core, batch, custom
         self.run, self.namespace = run, namespace
         self.name = str(run["metadata"]["name"])
         self.uid = str(run["metadata"].get("uid") or "")
         status = run.get("status") or {}
         self.tasks: dict[str, Obj] = status.get("tasks") or {}
-        self.order = _task_order(status.get("workflow") or (run.get("spec") or {}).get("workflow"))
-        for name in self.tasks:
-            if name not in self.order:
-                self.order.append(name)
+        self.order = task_order(
+            status.get("workflow") or (run.get("spec") or {}).get("workflow"), self.tasks
+        )
 
     async def all(self, follow: bool) -> int:
         """Every task's last attempt, in dependency order, lines prefixed `[task] `. A task
@@ -347,19 +314,3 @@ def _refusal(err: Any, pod: str, what: str, namespace: str) -> LogsError:
     if err.status == 404:
         return LogsError(f"the pod {pod} of {what} is gone: {_message(err)}")
     return LogsError(f"{what} (pod {pod}): {_message(err)}")
-
-
-def _task_order(workflow: Obj | None) -> list[str]:
-    """Task names in dependency order (onFailure tasks last), from the run's workflow snapshot."""
-    from kopflow.engine.dag import topological_order
-
-    spec = workflow or {}
-    deps: dict[str, Sequence[str]] = {}
-    for task in spec.get("tasks") or []:
-        if isinstance(task, dict) and task.get("name"):
-            deps[str(task["name"])] = [str(d) for d in task.get("dependsOn") or []]
-    order = topological_order(deps)
-    for task in spec.get("onFailure") or []:
-        if isinstance(task, dict) and task.get("name") and task["name"] not in order:
-            order.append(str(task["name"]))
-    return order

@@ -112,7 +112,7 @@ def test_logs_prints_each_attempt_and_every_task_in_order(
     assert 'no task "nosuch" (its tasks: first, flaky, last)' in task.stderr
     missing = kopflow(kube, "logs", "absent")
     assert missing.returncode == 1
-    assert f'WorkflowRun "absent" not found in namespace "{kube.ns}"' in missing.stderr
+    assert f'workflowrun "absent" not found in namespace "{kube.ns}"' in missing.stderr
 
     reader = user_without_pod_logs(kube, tmp_path / "reader.kubeconfig")
     refused = kopflow(kube, "logs", "printed", "first", kubeconfig=reader)

@@ -18,7 +18,7 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     if args.stdout:
         sys.stdout.write("---\n".join(crd.render().values()))
         return EXIT_OK
-    for path in crd.write(Path(args.output_dir)):
+    for path in [*crd.write(Path(args.output_dir)), crd.write_schemas()]:
         print(f"wrote {path}")
     return EXIT_OK
 

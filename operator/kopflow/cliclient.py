@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -174,7 +174,7 @@ class Kube:
             raise self.explain(err, "patch", plural, name) from None
         return patched
 
-    async def watch(self, plural: str, name: str) -> AsyncIterator[dict[str, Any]]:
+    async def watch(self, plural: str, name: str) -> AsyncGenerator[dict[str, Any], None]:
         """The object now, then every new version of it, from a watch (never polling).
 
         A watch the server ends is re-opened from the last resourceVersion; one that has

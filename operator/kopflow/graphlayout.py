@@ -22,6 +22,8 @@ LAYER_GAP = 70.0
 ROW_GAP = 18.0
 """Vertical space between two boxes of a layer."""
 MARGIN = 20.0
+WAYPOINT = 10.0
+"""Height reserved for an edge passing through a layer, so passing edges do not bunch up."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def layout(
     rows, crossings = _order(rows, up, down)
 
     def dims(name: str) -> tuple[float, float]:
-        return size.get(name, (0.0, 0.0)) if name in deps else (0.0, 0.0)
+        return size.get(name, (0.0, 0.0)) if name in deps else (0.0, WAYPOINT)
 
     widths = [max((dims(n)[0] for n in row), default=0.0) for row in rows]
     heights = [sum(dims(n)[1] + ROW_GAP for n in row) - ROW_GAP for row in rows]
@@ -171,7 +173,7 @@ def layout(
                 box = Box(x + (widths[i] - w) / 2, y, w, h, i)
                 result.boxes[name] = box
             else:
-                points[name] = (x + widths[i] / 2, y)
+                points[name] = (x + widths[i] / 2, y + h / 2)
             y += h + ROW_GAP
         x += widths[i] + LAYER_GAP
     for chain in chains:

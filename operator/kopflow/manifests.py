@@ -24,6 +24,14 @@ Loader = yamlspec.Yaml12Loader
 """The YAML 1.2 (core schema) loader kopflow reads manifests with."""
 
 
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Loader with libyaml's parser when PyYAML has it (several times faster: `kopflow
+    validate` starts in a blink), resolving and constructing exactly as Loader does."""
+
+    yaml_implicit_resolvers = Loader.yaml_implicit_resolvers
+    yaml_constructors = Loader.yaml_constructors
+
+
 @dataclass(frozen=True)
 class Document:
     """One YAML document and where it came from."""
@@ -48,7 +56,20 @@ class Document:
 
 def parse(text: str) -> list[Any]:
     """Every document in a YAML text, read as YAML 1.2."""
-    return list(yaml.load_all(text, Loader=Loader))
+    return [body for _, body in _documents(text)]
+
+
+def _documents(text: str) -> list[tuple[yaml.Node, Any]]:
+    """(node, value) of every document: parsed once, the nodes kept for line numbers."""
+    loader = _FastLoader(text)
+    try:
+        out = []
+        while loader.check_node():
+            node = loader.get_node()
+            out.append((node, loader.construct_document(node)))
+        return out
+    finally:
+        loader.dispose()
 
 
 class ManifestError(Exception):
@@ -62,13 +83,12 @@ def load(path: str | Path) -> list[Document]:
     except OSError as err:
         raise ManifestError(f"{path}: cannot read: {err.strerror}") from err
     try:
-        bodies = parse(text)
-        nodes = list(yaml.compose_all(text, Loader=Loader))
+        documents = _documents(text)
     except yaml.YAMLError as err:
         raise ManifestError(f"{path}: not valid YAML: {err}") from err
     return [
         Document(str(path), i, body, tuple(yaml11_issues(node, _schema_of(body))))
-        for i, (body, node) in enumerate(zip(bodies, nodes, strict=True))
+        for i, (node, body) in enumerate(documents)
         if body is not None
     ]
 
@@ -86,12 +106,17 @@ Schema = dict[str, Any]
 
 @cache
 def _schemas() -> dict[str, Schema]:
+    """The CRD schemas: the file `kopflow crds` writes (a test fails when it drifts), else
+    generated from the models (slow: it doubles `kopflow validate`'s start-up)."""
+    import json
+
+    shipped = Path(__file__).parent / "api" / "schemas.json"
+    if shipped.exists():
+        loaded: dict[str, Schema] = json.loads(shipped.read_text())
+        return loaded
     from kopflow.api import crd
 
-    return {
-        c["spec"]["names"]["kind"]: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-        for c in (crd.workflow_crd(), crd.workflow_run_crd())
-    }
+    return crd.schemas()
 
 
 def _schema_of(body: Any) -> Schema | None:
@@ -139,7 +164,7 @@ def yaml11_issues(
             path = format_loc((*loc, key.value))
             r11, r12 = _kubectl_reading(key.value), yamlspec.reading12(key.value)
             misread = {r11[0], r12[0]} - {yamlspec.STR, yamlspec.MERGE}
-            if key.style is None and misread:
+            if not key.style and misread:  # plain: None (PyYAML) or "" (libyaml)
                 if loc and (message := renamed(str(loc[-1]), key.value)):
                     yield Issue(path, f"{message} ({_line(key)})")
                 else:
@@ -153,7 +178,7 @@ def yaml11_issues(
         items = schema.get("items") if schema else None
         for i, item in enumerate(node.value):
             yield from yaml11_issues(item, items if isinstance(items, dict) else None, (*loc, i))
-    elif isinstance(node, yaml.ScalarNode) and node.style is None:
+    elif isinstance(node, yaml.ScalarNode) and not node.style:
         text, path = node.value, format_loc(loc)
         r11, r12 = _kubectl_reading(text), yamlspec.reading12(text)
         if not yamlspec.same(r11, r12):

@@ -31,7 +31,7 @@ class Model(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
-        use_attribute_docstrings=True,
+        use_attribute_docstrings=False,
         frozen=False,
     )
 

@@ -7,7 +7,13 @@ structural schema (no $ref, no anyOf, every object typed), then adds what JSON s
 
 from __future__ import annotations
 
+import ast
 import copy
+import inspect
+import itertools
+import json
+import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,7 @@ import yaml
 from pydantic import BaseModel
 
 from kopflow import yamlspec
+from kopflow.api.base import Model
 from kopflow.api.run import WorkflowRunSpec, WorkflowRunStatus
 from kopflow.api.workflow import GROUP, VERSION, WorkflowSpec, WorkflowStatus
 
@@ -121,9 +128,72 @@ def _inline(node: Any, defs: Schema) -> Any:
     return out
 
 
+def _own_docs(node: ast.ClassDef) -> dict[str, str]:
+    """Attribute docstrings of a class body: the string right under `name: type [= ...]`."""
+    docs: dict[str, str] = {}
+    body = node.body
+    for stmt, after in itertools.pairwise(body):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[stmt.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+@cache
+def _module_docs(module: str) -> dict[str, dict[str, str]]:
+    source = Path(sys.modules[module].__file__ or "").read_text()
+    tree = ast.parse(source)
+    return {n.name: _own_docs(n) for n in tree.body if isinstance(n, ast.ClassDef)}
+
+
+def _models() -> dict[str, type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {}
+    stack: list[type[BaseModel]] = [Model]
+    while stack:
+        cls = stack.pop()
+        found[cls.__name__] = cls
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def _field_docs(cls: type[BaseModel]) -> dict[str, str]:
+    """Alias -> attribute docstring of every field of the model, inherited ones too.
+
+    The models do not set `use_attribute_docstrings` (reading the source of every class at
+    import costs kopflow's start-up ~0.2 s); the descriptions are needed here only."""
+    docs: dict[str, str] = {}
+    for base in reversed(cls.__mro__):
+        if isinstance(base, type) and issubclass(base, Model):
+            docs.update(_module_docs(base.__module__).get(base.__name__, {}))
+    return {
+        (info.alias or name): docs[name]
+        for name, info in cls.model_fields.items()
+        if name in docs and info.description is None
+    }
+
+
+def _describe(raw: Schema) -> None:
+    """Field descriptions from attribute docstrings, into the model's JSON schema."""
+    models = _models()
+    for node in (raw, *raw.get("$defs", {}).values()):
+        cls = models.get(node.get("title", ""))
+        if cls is None or "properties" not in node:
+            continue
+        for alias, doc in _field_docs(cls).items():
+            prop = node["properties"].get(alias)
+            if prop is not None and "description" not in prop:
+                node["properties"][alias] = {"description": doc, **prop}
+
+
 def structural_schema(model: type[BaseModel]) -> Schema:
     """The model as a Kubernetes structural schema."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
+    _describe(raw)
     return _inline(raw, raw.get("$defs", {}))  # type: ignore[no-any-return]
 
 
@@ -289,6 +359,24 @@ def render() -> dict[str, str]:
         )
         out[f"{crd['metadata']['name']}.yaml"] = header + text
     return out
+
+
+SCHEMAS_FILE = Path(__file__).with_name("schemas.json")
+"""The CRDs' openAPIV3Schemas by kind, shipped with the package: `kopflow validate` reads them
+(YAML 1.1 checks) instead of generating them, which would double its start-up time."""
+
+
+def schemas() -> dict[str, Schema]:
+    """Kind -> openAPIV3Schema of each CRD."""
+    return {
+        c["spec"]["names"]["kind"]: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for c in (workflow_crd(), workflow_run_crd())
+    }
+
+
+def write_schemas(path: Path = SCHEMAS_FILE) -> Path:
+    path.write_text(json.dumps(schemas(), separators=(",", ":"), sort_keys=True) + "\n")
+    return path
 
 
 def write(directory: Path) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -43,11 +44,12 @@ async def follow(kube: Kube, name: str) -> int:
     display = _display()
     status = WorkflowRunStatus()
     try:
-        async for run in kube.watch("workflowruns", name):
-            status = status_of(run)
-            display.update(status, now())
-            if finished(run):
-                break
+        async with contextlib.aclosing(kube.watch("workflowruns", name)) as changes:
+            async for run in changes:
+                status = status_of(run)
+                display.update(status, now())
+                if finished(run):
+                    break
     finally:
         display.close()
     line = f"run {name} {status.phase} in {status.duration or '0s'} ({status.progress or '0/0'})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ def test_generated_crds_match_the_committed_files() -> None:
     assert sorted(rendered) == sorted(p.name for p in CRD_DIR.glob("*.yaml"))
     for name, text in rendered.items():
         assert (CRD_DIR / name).read_text() == text, f"{name} drifted: run `kopflow crds`"
+    shipped = json.loads(crd.SCHEMAS_FILE.read_text())
+    assert shipped == crd.schemas(), f"{crd.SCHEMAS_FILE} drifted: run `kopflow crds`"
 
 
 def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kopflow import __version__, cachecmd, commands
+from kopflow import __version__, cachecmd, commands, logscmd
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_operator)
 
     cachecmd.add_parser(sub)
+    logscmd.add_parser(sub)
 
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     p.add_argument("--output-dir", default="crds", help="directory to write into (default crds)")

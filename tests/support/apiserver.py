@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import yaml
 from aiohttp import web
 
+from . import apiserver_logs as logs
 from . import apiserver_proto as proto
 from . import apiserver_tls as tls
 from .apiserver_apply import apply
@@ -194,7 +195,8 @@ class ApiServer:
         self.faults = FaultInjector(seed=seed)
         self.auth = Authenticator(self.store)
         self.authorizer = Authorizer(self.store)
-        self.log_source: Callable[[str, str, str | None], str | None] | None = None
+        self.log_source: logs.LogSource | None = None
+        """The node's kubelet log endpoint (kubelet.Kubelet sets it; see apiserver_logs)."""
         self.port = 0
         self._controllers_enabled = controllers
         self.controllers: Controllers | None = None
@@ -670,7 +672,7 @@ class ApiServer:
             return self._list(request, target)
         if verb == "get":
             if target.sub == "log":
-                return self._pod_log(target, q.get("container"))
+                return await self._pod_log(request, target)
             return self._json(
                 self._out(rt, self.store.get(rt, target.namespace or "", target.name or ""))
             )
@@ -985,14 +987,14 @@ class ApiServer:
             "rows": rows,
         }
 
-    def _pod_log(self, target: Target, container: str | None) -> web.Response:
-        self.store.get(target.rt, target.namespace or "", target.name or "")
-        text = (
-            self.log_source(target.namespace or "", target.name or "", container)
-            if self.log_source
-            else None
+    async def _pod_log(self, request: web.Request, target: Target) -> web.StreamResponse:
+        name = target.name or ""
+        return await logs.pod_log(
+            request,
+            name,
+            lambda: self.store.get(target.rt, target.namespace or "", name),
+            self.log_source,
         )
-        return web.Response(text=text or "", content_type="text/plain")
 
     # -- watch ---------------------------------------------------------------------------------
 

@@ -45,12 +45,12 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from kopflow.executors.mounts import VolumeError
 
-from . import pod_process
+from . import container_logs, pod_process
 from .apiserver import ApiServer
 from .apiserver_store import terminating
 from .apiserver_types import ApiError, Obj, ResourceType, now_ts, parse_ts
@@ -132,6 +132,8 @@ class Kubelet:
         self.job_controller = job_controller
         self.runs: dict[Key, _Run] = {}
         self.logs: dict[Key, Path] = {}
+        self.container_logs: dict[Key, tuple[str, list[container_logs.ContainerLog]]] = {}
+        """(namespace, pod) -> (pod uid, one log per run of its first container)."""
         self.dirty: set[tuple[str, str, str]] = set()
         self.timers: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="kopflow-kubelet-"))
@@ -164,7 +166,7 @@ class Kubelet:
     def _start(self) -> None:
         self._started = True
         self.store.listeners.append(self._on_event)
-        self.apiserver.log_source = self._log
+        self.apiserver.log_source = self._serve_log
         self.apiserver.shutdown_hooks.append(self._stop)
         for rt, kind in ((self.pods, "pod"), (self.jobs, "job")):
             for obj in self.store.iter_objects(rt, None):
@@ -603,17 +605,25 @@ class Kubelet:
         log_path = self.logs.setdefault(run.key, home / "log.txt")
         if not argv:
             return pod_process.start_error(started, now_ts(), "no command specified")
+        out = container_logs.ContainerLog(
+            home / f"{run.uid[:8]}-{container.get('name', '')}-{restarts}.log", plain=log_path
+        )
         try:
             run.proc = await pod_process.spawn(
-                argv, env, pod_process.working_dir(container, home, run.mounts), log_path
+                argv, env, pod_process.working_dir(container, home, run.mounts), log_path, out
             )
         except OSError as exc:
             return pod_process.start_error(started, now_ts(), f"exec: {exc}")
+        uid, logs = self.container_logs.get(run.key, ("", []))
+        if uid != run.uid:
+            uid, logs = run.uid, []
+        self.container_logs[run.key] = (uid, [*logs, out])
         running = {"running": {"startedAt": started}}
         self._write_status(
             pod, lambda o: self._mark_running(o, container, running, restarts, last, started)
         )
         await self._wait(run, pod)
+        await out.drained()
         code = run.proc.returncode
         assert code is not None
         return pod_process.terminated(
@@ -699,6 +709,25 @@ class Kubelet:
         with path.open("rb") as f:
             f.seek(max(0, path.stat().st_size - LOG_LIMIT))
             return f.read().decode("utf-8", "replace")
+
+    async def _serve_log(
+        self, pod: Obj, container: str, opts: container_logs.LogOptions
+    ) -> AsyncIterator[bytes]:
+        """The kubelet's containerLogs answer for the API server's pods/log (the same checks and
+        words as remote_kubelet's HTTPS endpoint; container_logs.LogError for a refusal)."""
+        m = pod["metadata"]
+        name = m["name"]
+        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        if container not in names:
+            raise container_logs.LogError(404, f'container "{container}" not found in pod "{name}"')
+        index = container_logs.choose(pod, container, opts.previous)
+        uid, logs = self.container_logs.get((m["namespace"], name), ("", []))
+        if uid != m["uid"] or not 0 <= index < len(logs) or container != names[0]:
+            raise container_logs.LogError(
+                400, f'container "{container}" in pod "{name}": no log kept here'
+            )
+        async for chunk in container_logs.serve(logs[index], opts):
+            yield chunk
 
     def _release_job_finalizer(self, pod: Obj) -> None:
         """Pods whose Job is gone or being deleted keep no tracking finalizer (as the controller

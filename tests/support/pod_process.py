@@ -26,6 +26,8 @@ from typing import Any
 
 from kopflow.executors import mounts as volumes
 
+from . import container_logs
+
 Obj = dict[str, Any]
 MESSAGE_LIMIT = 4096
 """Bytes of the termination-message file a kubelet reports (the rest is cut)."""
@@ -262,10 +264,28 @@ def working_dir(container: Obj, home: Path, mounts: Mapping[str, str] | None = N
 
 
 async def spawn(
-    argv: list[str], env: dict[str, str], cwd: str, log_path: Path
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    log_path: Path,
+    capture: container_logs.ContainerLog | None = None,
 ) -> asyncio.subprocess.Process:
-    """Start the process in its own process group, stdout+stderr appended to `log_path`, never
-    through a shell (unless argv names one). Raises OSError when it cannot start."""
+    """Start the process in its own process group, never through a shell (unless argv names
+    one). Its stdout+stderr are appended to `log_path`, or with `capture` read from pipes into
+    that container log (which also appends to its plain file). Raises OSError when it cannot
+    start."""
+    if capture is not None:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        capture.task = container_logs.capture(proc, capture)
+        return proc
     with log_path.open("ab") as out:
         return await asyncio.create_subprocess_exec(
             *argv,

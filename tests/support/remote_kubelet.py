@@ -28,11 +28,16 @@ Node authorizer lets it do what a kubelet may and no more):
   controller's activeDeadlineSeconds) gets SIGTERM, SIGKILL after min(grace, `kill_grace`), a
   terminal status, then the kubelet's confirming delete (grace 0, uid precondition).
 
-Only the first container runs (the others are reported waiting, then unknown). Not done: the
-kubelet's HTTPS endpoint, so `kubectl logs` (the API server's proxy to
-https://<node address>:<daemonEndpoints.kubeletEndpoint.Port>/containerLogs/...) does not work;
-tests read `logs(namespace, pod)`. Init containers (native sidecars included: the task runs
-without them), probes, Events, read-only mounts.
+- serves the kubelet's log endpoint on HTTPS 127.0.0.1:<free port> (the Node's
+  daemonEndpoints.kubeletEndpoint.Port; its only address is InternalIP 127.0.0.1), so
+  `kubectl logs` works through the API server's pods/log proxy: `GET /containerLogs/{namespace}/
+  {pod}/{container}` with follow, tailLines, timestamps, previous, limitBytes, sinceSeconds,
+  sinceTime, each run of the container kept apart (see container_logs). Any client is accepted
+  (the control plane's API server presents no kubelet client certificate).
+
+Only the first container runs (the others are reported waiting, then unknown). Tests may also
+read `logs(namespace, pod)`. Not done: exec/attach/port-forward, init containers (native
+sidecars included: the task runs without them), probes, Events, read-only mounts.
 
     kubelet = RemoteKubelet(kubeconfig).start()   # returns once the Node is Ready and untainted
     ...
@@ -55,6 +60,7 @@ import platform
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -68,11 +74,12 @@ from urllib.parse import quote
 
 import aiohttp
 import kubernetes
+from aiohttp import web
 from tests.support.rawhttp import ApiError, Http, auth_headers, ssl_context
 
 from kopflow.executors.mounts import VolumeError
 
-from . import pod_process
+from . import apiserver_tls, container_logs, pod_process
 from .pod_process import HOST_IP, ConfigError
 
 Obj = dict[str, Any]
@@ -201,6 +208,13 @@ class RemoteKubelet:
         self.runs: dict[str, _Run] = {}  # by pod uid
         self.pods: dict[str, Obj] = {}  # last seen pod of this node, by uid
         self._logs: dict[Key, Path] = {}
+        self.container_logs: dict[Key, tuple[str, list[container_logs.ContainerLog]]] = {}
+        """(namespace, pod) -> (pod uid, one log per run of its first container)."""
+        self.port = 0
+        """The kubelet's HTTPS port (daemonEndpoints.kubeletEndpoint.Port of its Node)."""
+        self.log_requests: list[str] = []
+        """Paths (with query) of the containerLogs requests it served (the API server's)."""
+        self._runner: web.AppRunner | None = None
         self._confirming: set[str] = set()
         self.conflicts = 0
         """Status writes answered 409 (then re-read and retried)."""
@@ -338,6 +352,7 @@ class RemoteKubelet:
             connector=aiohttp.TCPConnector(ssl=ssl_context(self.config), limit=4),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
+        await self._serve()
         await self._register()
         self._tasks = [
             asyncio.create_task(self._watch_pods(), name="kubelet-watch"),
@@ -374,6 +389,12 @@ class RemoteKubelet:
                 with contextlib.suppress(ProcessLookupError, TimeoutError):
                     await asyncio.wait_for(run.proc.wait(), 2)
         self.runs.clear()
+        for _, logs in self.container_logs.values():
+            for one in logs:
+                one.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
         if self._watch_session is not None:
             await self._watch_session.close()
         if self._http is not None:
@@ -403,6 +424,70 @@ class RemoteKubelet:
                     raise
             await asyncio.sleep(0.05 * (attempt + 1))
         raise RuntimeError(f"{path}: still conflicting after 10 attempts")
+
+    # -- the kubelet's HTTPS endpoint --------------------------------------------------------
+
+    async def _serve(self) -> None:
+        """HTTPS on 127.0.0.1 (a free port) with the kubelet's log endpoint. The API server of
+        ../shared/k8s has no --kubelet-certificate-authority (it does not verify the serving
+        certificate) and no --kubelet-client-certificate (it presents none), so any client is
+        accepted, as a kubelet with --anonymous-auth and AlwaysAllow would."""
+        app = web.Application()
+        app.router.add_get(
+            "/containerLogs/{namespace}/{pod}/{container}", self._container_logs_handler
+        )
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind((HOST_IP, 0))
+        self.port = sock.getsockname()[1]
+        site = web.SockSite(self._runner, sock, ssl_context=apiserver_tls.server_context())
+        await site.start()
+
+    def _pod_named(self, namespace: str, name: str) -> Obj | None:
+        for pod in self.pods.values():
+            if (pod["metadata"]["namespace"], pod["metadata"]["name"]) == (namespace, name):
+                return pod
+        return None
+
+    async def _container_logs_handler(self, request: web.Request) -> web.StreamResponse:
+        """GET /containerLogs/{namespace}/{pod}/{container}, as pkg/kubelet/server answers:
+        plain-text errors, 404 for a pod or container it does not know, 400 when the container
+        has no log to show (container_logs.choose)."""
+        self.log_requests.append(request.path_qs)
+        m = request.match_info
+        namespace, name, container = m["namespace"], m["pod"], m["container"]
+        try:
+            opts = container_logs.parse_options(request.query)
+        except ValueError:
+            return web.Response(status=400, text='{"message": "Unable to decode query."}')
+        if container_logs.invalid_options(opts):
+            return web.Response(status=422, text='{"message": "Invalid request."}')
+        pod = self._pod_named(namespace, name)
+        if pod is None:
+            return web.Response(status=404, text=f'pod "{name}" does not exist')
+        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        if container not in names:
+            return web.Response(
+                status=404, text=f'container "{container}" not found in pod "{name}"'
+            )
+        try:
+            index = container_logs.choose(pod, container, opts.previous)
+        except container_logs.LogError as exc:
+            return web.Response(status=exc.status, text=exc.message)
+        uid, logs = self.container_logs.get((namespace, name), ("", []))
+        if uid != pod["metadata"]["uid"] or not 0 <= index < len(logs) or container != names[0]:
+            return web.Response(
+                status=400, text=f'container "{container}" in pod "{name}": no log kept here'
+            )
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            async for chunk in container_logs.serve(logs[index], opts):
+                await response.write(chunk)
+            await response.write_eof()
+        return response
 
     # -- the Node ------------------------------------------------------------------------------
 
@@ -446,11 +531,11 @@ class RemoteKubelet:
                 ),
                 condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
             ],
-            addresses=[
-                {"type": "InternalIP", "address": HOST_IP},
-                {"type": "Hostname", "address": self.node_name},
-            ],
-            daemonEndpoints={"kubeletEndpoint": {"Port": 10250}},
+            # Only InternalIP: the API server reaches the kubelet at the first address of its
+            # --kubelet-preferred-address-types (default Hostname first), and the node name
+            # does not resolve here.
+            addresses=[{"type": "InternalIP", "address": HOST_IP}],
+            daemonEndpoints={"kubeletEndpoint": {"Port": self.port}},
             nodeInfo={
                 "machineID": uuid.uuid5(uuid.NAMESPACE_DNS, self.node_name).hex,
                 "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, self.node_name)),
@@ -906,6 +991,7 @@ class RemoteKubelet:
             log_path = home / "log.txt"
             log_path.touch()
             self._logs[run.key] = log_path
+            self.container_logs[run.key] = (run.uid, [])
             message_file = home / "termination-log"
             env = await self._prepare(run, container, str(home), str(message_file))
             if env is None:
@@ -1016,12 +1102,16 @@ class RemoteKubelet:
         started = now_ts()
         if not argv:
             return pod_process.start_error(started, now_ts(), "no command specified")
+        out = container_logs.ContainerLog(
+            home / f"{container.get('name', '')}-{restarts}.log", plain=log_path
+        )
         try:
             run.proc = await pod_process.spawn(
-                argv, env, pod_process.working_dir(container, home, run.mounts), log_path
+                argv, env, pod_process.working_dir(container, home, run.mounts), log_path, out
             )
         except OSError as exc:
             return pod_process.start_error(started, now_ts(), f"exec: {exc}")
+        self.container_logs.setdefault(run.key, (run.uid, []))[1].append(out)
         cid = f"sim://{run.uid[:8]}-{restarts}-{run.proc.pid}"
         if run.killed_by is None:
             running = {"running": {"startedAt": started}}
@@ -1033,6 +1123,7 @@ class RemoteKubelet:
         elif run.killed_by is not None:
             pod_process.signal_group(run.proc, signal.SIGKILL)
         await self._wait(run)
+        await out.drained()
         code = run.proc.returncode
         assert code is not None
         return pod_process.terminated(

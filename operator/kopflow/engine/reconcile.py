@@ -521,7 +521,9 @@ class _Step:
                 pod=PodSettings(**{f: getattr(task, f) for f in POD_FIELDS}),
                 service_account_name=self.state.spec.service_account_name,
                 on_failure=name in self.plan.handlers,
-                replaces=status.job_name if status.attempts else None,
+                # Only an attempt whose container did not exit (Lost...) may still run; a
+                # failed one's Job stays, so its pod log can be read (kopflow logs --attempt).
+                replaces=status.job_name if status.attempts and status.exit_code is None else None,
             )
         )
         self._set(

@@ -76,6 +76,15 @@ def test_a_refused_job_fails_the_attempt_and_a_permanent_refusal_is_not_retried(
     assert (retried.phase, retried.reason) == ("Retrying", "JobRejected")
 
 
+def test_a_retry_keeps_the_job_of_an_attempt_that_exited_for_its_logs() -> None:
+    s = spec(task("t", retry={"limit": 1, "backoff": {"seconds": 1}}))
+    first = decide(s)
+    failed = _next(s, first, Observation("failed", reason="Error", exit_code=3), 40)
+    second = decide(s, {}, now=at(41), status=failed.status)
+    (launch,) = second.launches
+    assert (launch.attempt, launch.replaces) == (2, None)
+
+
 def test_a_retry_replaces_the_previous_attempts_job() -> None:
     s = spec(task("t", retry={"limit": 1, "backoff": {"seconds": 1}}))
     first = decide(s)

@@ -24,12 +24,12 @@ def add_parser(sub: Any) -> None:
     verbs = cache.add_subparsers(dest="verb", required=True, metavar="VERB")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--workflow", metavar="W", help="only the entries stored by Workflow W")
-    common.add_argument("-n", "--namespace", help="namespace (default: the context's)")
     common.add_argument(
         "-A", "--all-namespaces", action="store_true", help="every namespace you may list"
     )
-    common.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
-    common.add_argument("--context", help="kubeconfig context (default: the current one)")
+    from kopflow.commands import add_cluster_options
+
+    add_cluster_options(common)
     p = verbs.add_parser("list", parents=[common], help="show cache entries")
     p.add_argument("-o", "--output", choices=["wide", "json"], help="more columns, or JSON")
     p.set_defaults(func=main)
@@ -40,42 +40,9 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import asyncio
+    from kopflow.commands.common import run_command
 
-    try:
-        return asyncio.run(_main(args))
-    except CacheError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-class CacheError(Exception):
-    """A user-facing failure: the message says what to fix."""
-
-
-async def _client(args: argparse.Namespace) -> tuple[Any, str]:
-    """An ApiClient from the kubeconfig (or in-cluster), and the default namespace."""
-    from kubernetes_asyncio import client, config
-
-    configuration = client.Configuration()
-    namespace = "default"
-    try:
-        await config.load_kube_config(
-            config_file=args.kubeconfig, context=args.context, client_configuration=configuration
-        )
-        contexts, current = config.list_kube_config_contexts(args.kubeconfig)
-        chosen = next((c for c in contexts if c["name"] == args.context), None) or current
-        namespace = ((chosen or {}).get("context") or {}).get("namespace") or namespace
-    except config.ConfigException as err:
-        if args.kubeconfig or args.context:
-            raise CacheError(f"--kubeconfig/--context: {err}") from err
-        try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            raise CacheError(
-                f"no cluster configured ({err}); pass --kubeconfig or set KUBECONFIG"
-            ) from err
-    return client.ApiClient(configuration), namespace
+    return run_command(args, lambda kube: _main(kube, args))
 
 
 def _entry(cm: Any, now: datetime) -> dict[str, Any]:
@@ -124,24 +91,25 @@ async def _entries(core: Any, namespace: str | None, workflow: str | None) -> li
             return found
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(kube: Any, args: argparse.Namespace) -> int:
+    """On the user's kubeconfig, as every cluster command (cliclient.connect)."""
     from kubernetes_asyncio import client
     from kubernetes_asyncio.client.exceptions import ApiException
 
-    api, default_ns = await _client(args)
-    async with api:
-        core = client.CoreV1Api(api)
-        namespace = None if args.all_namespaces else args.namespace or default_ns
-        try:
-            items = await _entries(core, namespace, args.workflow)
-            now = datetime.now(UTC)
-            if args.verb == "list":
-                _print(sorted((_entry(cm, now) for cm in items), key=_order), args)
-                return 0
-            return await _clear(core, [_entry(cm, now) for cm in items], args)
-        except ApiException as err:
-            where = "all namespaces" if namespace is None else f"namespace {namespace}"
-            raise CacheError(f"{where}: the API answered {err.status} {err.reason}") from err
+    from kopflow.cliclient import CliError
+
+    core = client.CoreV1Api(kube.api)
+    namespace = None if args.all_namespaces else kube.namespace
+    try:
+        items = await _entries(core, namespace, args.workflow)
+        now = datetime.now(UTC)
+        if args.verb == "list":
+            _print(sorted((_entry(cm, now) for cm in items), key=_order), args)
+            return 0
+        return await _clear(core, [_entry(cm, now) for cm in items], args)
+    except ApiException as err:
+        where = "all namespaces" if namespace is None else f"namespace {namespace}"
+        raise CliError(f"{where}: the API answered {err.status} {err.reason}", 2) from err
 
 
 def _order(entry: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -180,6 +148,8 @@ def _print(entries: list[dict[str, Any]], args: argparse.Namespace) -> None:
 async def _clear(core: Any, entries: list[dict[str, Any]], args: argparse.Namespace) -> int:
     from kubernetes_asyncio.client.exceptions import ApiException
 
+    from kopflow.cliclient import CliError
+
     if args.expired:
         entries = [e for e in entries if e["expired"]]
     if not entries:
@@ -190,7 +160,7 @@ async def _clear(core: Any, entries: list[dict[str, Any]], args: argparse.Namesp
         what += f" of workflow {args.workflow}"
     if not args.yes:
         if not sys.stdin.isatty():
-            raise CacheError(f"would delete {what}; pass --yes to confirm")
+            raise CliError(f"would delete {what}; pass --yes to confirm", 2)
         if input(f"delete {what}? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1

@@ -129,6 +129,52 @@ class Kube:
             raise self.explain(err, "get", plural, name, ns) from None
         return body
 
+    async def run(self, name: str) -> dict[str, Any]:
+        """A WorkflowRun as the operator sees it: its workflow spec in `status.workflow`
+        (inline, else pinned in the ConfigMap the run owns) and every task's outputs, also
+        those kept in its output shards (docs/design.md, "Run size")."""
+        run = await self.get("workflowruns", name)
+        status = run.setdefault("status", {})
+        if not status.get("workflow"):
+            status["workflow"] = (run.get("spec") or {}).get("workflow") or await self._pinned(
+                status.get("workflowSnapshot") or {}
+            )
+        await self._hydrate(name, status.get("tasks") or {})
+        return run
+
+    async def _config_map(self, name: str) -> dict[str, Any] | None:
+        try:
+            cm = await k8s.CoreV1Api(self.api).read_namespaced_config_map(
+                name, self.namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise self.explain(err, "get", "configmaps", name) from None
+        found: dict[str, Any] = self.api.sanitize_for_serialization(cm)
+        return found
+
+    async def _pinned(self, ref: dict[str, Any]) -> dict[str, Any] | None:
+        from kopflow.controller.owned import decode_spec
+
+        cm = await self._config_map(ref["configMap"]) if ref.get("configMap") else None
+        return decode_spec(cm, str(ref.get("key") or "")) if cm else None
+
+    async def _hydrate(self, run: str, tasks: dict[str, Any]) -> None:
+        """Fill in the outputs of tasks whose outputs live in a shard ConfigMap."""
+        from kopflow.engine.spill import shard_name
+
+        shards: dict[int, dict[str, Any] | None] = {}
+        for task, state in tasks.items():
+            n = state.get("outputsShard")
+            if n is None or state.get("outputs"):
+                continue
+            if n not in shards:
+                shards[n] = await self._config_map(shard_name(run, int(n)))
+            raw = ((shards[n] or {}).get("data") or {}).get(task)
+            if raw is not None:
+                state["outputs"] = json.loads(raw)
+
     async def list(
         self, plural: str, all_namespaces: bool = False, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
@@ -231,20 +277,20 @@ async def connect(
             f"no kubeconfig at {path}{f' ({where})' if where else ''}; pass --kubeconfig FILE "
             "or set KUBECONFIG to a cluster's kubeconfig"
         )
-    configuration = k8s.Configuration()
+    from kopflow.controller.client import Credentials
+
+    # The operator's loader: the same exec-plugin expiry, proxy-url, HTTPS_PROXY and
+    # tls-server-name handling for a user as for the operator.
+    credentials = Credentials(path, context)
     try:
-        await k8s_config.load_kube_config(
-            config_file=path,
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
+        await credentials.load()
     except (k8s_config.ConfigException, OSError) as err:
         hint = "pass --kubeconfig FILE or set KUBECONFIG"
         if context is not None:
             hint = f"check that context {context!r} exists in {path} (kubectl config get-contexts)"
         raise CliError(f"no usable kubeconfig ({path}): {err}; {hint}") from None
     ns = namespace or context_namespace(kubeconfig, context)
+    configuration = credentials.configuration
     server = str(configuration.host)
     api = k8s.ApiClient(configuration)
     try:

@@ -97,7 +97,7 @@ def _forbidden(verb: str, what: str, namespace: str) -> LogsError:
 async def _main(kube: cliclient.Kube, args: argparse.Namespace) -> int:
     from kubernetes_asyncio import client
 
-    run: Obj = await kube.get("workflowruns", args.run)  # CliError: missing, forbidden...
+    run: Obj = await kube.run(args.run)  # CliError: missing, forbidden...
     core, batch = client.CoreV1Api(kube.api), client.BatchV1Api(kube.api)
     logs = _RunLogs(core, batch, kube.custom, run, kube.namespace)
     if args.task:

@@ -64,7 +64,7 @@ def graph(args: argparse.Namespace) -> int:
         return run_command(args, local, connect=False)
 
     async def remote(kube: Any) -> int:
-        run = await kube.get("workflowruns", args.source)
+        run = await kube.run(args.source)
         status = run.get("status") or {}
         workflow = status.get("workflow") or (run.get("spec") or {}).get("workflow")
         if workflow is None:

@@ -102,7 +102,7 @@ async def get(kube: Kube, args: argparse.Namespace) -> int:
         from kopflow.commands.watching import follow
 
         return await follow(kube, args.run)
-    run = await kube.get("workflowruns", args.run)
+    run = await kube.run(args.run)
     if args.output in ("json", "yaml"):
         print(dump(run, args.output), end="")
     else:

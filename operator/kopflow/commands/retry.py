@@ -89,7 +89,7 @@ async def retry(kube: Kube, args: argparse.Namespace) -> int:
 
     from kopflow.api.workflow import WorkflowSpec
 
-    run = await kube.get("workflowruns", args.run)
+    run = await kube.run(args.run)
     status = run.get("status") or {}
     phase = status.get("phase")
     if phase not in ("Failed", "Cancelled", "Succeeded"):

@@ -156,11 +156,11 @@ async def pin_workflow(
         data = base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
     existing = await _create_or_get(kube, run, name, {key: data}, binary)
     if existing is not None:
-        spec = _decode(existing, key) or spec
+        spec = decode_spec(existing, key) or spec
     return ConfigMapKeyRef(config_map=name, key=key), spec
 
 
-def _decode(cm: dict[str, Any], key: str) -> dict[str, Any] | None:
+def decode_spec(cm: dict[str, Any], key: str) -> dict[str, Any] | None:
     """The spec under key (gzipped in binaryData for a .gz key), or None when absent."""
     if key.endswith(".gz"):
         raw = (cm.get("binaryData") or {}).get(key)
@@ -184,4 +184,4 @@ async def read_snapshot(
             return None
         raise
     _check_owner(run, cm)
-    return _decode(cm, ref.key)
+    return decode_spec(cm, ref.key)

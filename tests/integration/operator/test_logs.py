@@ -15,6 +15,8 @@ import kubernetes
 import yaml
 from tests.integration.operator.conftest import ROOT, Kube, Operator
 
+from kopflow.engine.naming import job_name
+
 PY = "python3"
 
 
@@ -120,13 +122,8 @@ def test_logs_prints_each_attempt_and_every_task_in_order(
     assert "may not get pods/log" in refused.stderr, refused.stderr
     assert "`get` on `pods/log`" in refused.stderr
 
-    # a Succeeded task's status leaves its Job name out: its Job carries the task's labels
-    (job,) = [
-        j.metadata.name
-        for j in kube.batch.list_namespaced_job(
-            kube.ns, label_selector="kopflow.dev/run=printed,kopflow.dev/task=first"
-        ).items
-    ]
+    job = job_name("printed", "first", 1, run["metadata"]["uid"])  # a finished run's summary
+    # may not keep jobName
     kube.batch.delete_namespaced_job(job, kube.ns, propagation_policy="Background")
     kube.wait(
         lambda: not [p for p in kube.watched_pods() if p["metadata"]["name"].startswith(job)],

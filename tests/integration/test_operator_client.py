@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import yaml
 from tests.support.apiserver import ApiServer
-from tests.support.connect_proxy import ConnectProxy
+from tests.support.tunnels import ConnectProxy
 
 from kopflow.controller import handlers
 from kopflow.controller.client import ApiError, Client, Credentials, RetryPolicy, connect
@@ -299,11 +299,12 @@ async def test_tls_server_name_is_the_name_verified(
 async def test_proxy_url_tunnels_both_clients(
     server: ApiServer, tmp_path: Path, kopf_login: Any
 ) -> None:
-    async with ConnectProxy() as proxy:
+    with ConnectProxy() as proxy:
         path = kubeconfig(server, tmp_path / "kubeconfig", **{"proxy-url": proxy.url})
         assert await both_clients_get(path, kopf_login) == [200, 200]
     target = server.url.removeprefix("https://")
-    assert proxy.tunnels.count(target) == 2  # one connection each, kept alive
+    # one connection each, kept alive
+    assert [t.target for t in proxy.snapshot()].count(target) == 2
 
 
 async def test_https_proxy_from_the_environment_tunnels_both_clients(
@@ -311,11 +312,11 @@ async def test_https_proxy_from_the_environment_tunnels_both_clients(
 ) -> None:
     for name in ("NO_PROXY", "no_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
-    async with ConnectProxy() as proxy:
+    with ConnectProxy() as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         path = kubeconfig(server, tmp_path / "kubeconfig")
         assert await both_clients_get(path, kopf_login) == [200, 200]
-    assert len(proxy.tunnels) == 2
+    assert len(proxy.snapshot()) == 2
 
 
 def test_exec_credentials_give_kopf_their_expiry(server: ApiServer, tmp_path: Path) -> None:

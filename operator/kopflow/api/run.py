@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from kopflow.api.base import FreeForm, Model
-from kopflow.api.workflow import Condition, ObjectMeta, ShortStr, WorkflowSpec
+from kopflow.api.workflow import API_VERSION, Condition, ObjectMeta, ShortStr, WorkflowSpec
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Invalid"]
 TaskPhase = Literal["Pending", "Running", "Retrying", "Succeeded", "Failed", "Skipped", "Cancelled"]
@@ -170,3 +170,16 @@ class WorkflowRun(Model):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: WorkflowRunSpec
     status: WorkflowRunStatus | None = None
+
+
+def owner_reference(meta: dict[str, Any]) -> dict[str, Any]:
+    """The ownerReference that makes an object the run's (its Jobs, its ConfigMaps): the
+    garbage collector deletes it with the run."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "WorkflowRun",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

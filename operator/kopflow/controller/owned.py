@@ -16,8 +16,7 @@ import json
 import os
 from typing import Any
 
-from kopflow.api.run import ConfigMapKeyRef
-from kopflow.api.workflow import API_VERSION
+from kopflow.api.run import ConfigMapKeyRef, owner_reference
 from kopflow.controller.client import MERGE_PATCH, ApiError
 from kopflow.controller.kube import Kube
 from kopflow.engine.naming import label_value
@@ -51,15 +50,7 @@ def budget() -> Budget:
 
 
 def _owner(run: dict[str, Any]) -> dict[str, Any]:
-    meta = run["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "WorkflowRun",
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return owner_reference(run["metadata"])
 
 
 def _path(namespace: str, name: str = "") -> str:

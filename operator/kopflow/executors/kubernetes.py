@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from kopflow.api.pod import Capabilities, PodTemplate, SeccompProfile, SecurityContext
-from kopflow.api.workflow import API_VERSION
+from kopflow.api.run import owner_reference
 from kopflow.engine.decisions import Launch
 from kopflow.engine.observations import MISSING, Observation
 from kopflow.engine.podtemplate import merge_security
@@ -153,16 +153,7 @@ def build_job(launch: Launch, run: Mapping[str, Any]) -> dict[str, Any]:
             "name": launch.job_name,
             "namespace": meta["namespace"],
             "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "WorkflowRun",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(meta)],
         },
         "spec": spec,
     }

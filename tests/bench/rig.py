@@ -396,6 +396,20 @@ class Observer:
         for s in self.streams:
             s.stopping.set()
 
+    def relist_runs(self) -> None:
+        """Read every run once more (a watch that fell behind must not stall the wait; a run
+        found finished this way counts as finished now)."""
+        if len(self.streams) < 3:
+            return
+        runs = self.streams[2]
+        try:
+            items = json.loads(raw_get(runs.client, runs.path)).get("items") or ()
+        except Exception:  # the next tick tries again
+            return
+        now = time.monotonic()
+        for item in items:
+            self.on_run("MODIFIED", item, now)
+
     def wait_finished(self, names: list[str], timeout: float, progress: float = 0) -> bool:
         """Until every named run finished (True) or timeout (False); prints progress lines
         every `progress` seconds when > 0."""
@@ -412,6 +426,12 @@ class Observer:
                 if progress and now - last >= progress:
                     last = now
                     print(f"  ... {done}/{len(names)} runs finished", flush=True)
+                    self.changed.release()
+                    try:
+                        self.relist_runs()
+                    finally:
+                        self.changed.acquire()
+                    continue
                 self.changed.wait(min(deadline - now, 1.0))
 
 

@@ -149,6 +149,21 @@ def test_ha_mode_elects_a_leader_and_keeps_one_replica_in_a_drain() -> None:
     assert "PodDisruptionBudget" not in kinds(helm.template())
 
 
+def test_client_rate_and_liveness_bound_reach_the_operator(tmp_path: Path) -> None:
+    """The operator's client QPS is bounded and configurable (issue 12), as is how long a
+    wedged watch may last before /healthz restarts it (issue 10)."""
+    args = operator_container(helm.template())["args"]
+    assert {"--qps=200", "--burst=400", "--health-bound=60"} <= set(args)
+    values = tmp_path / "values.yaml"
+    values.write_text("qps: 50\nburst: 80\nhealthBoundSeconds: 120\n")
+    args = operator_container(helm.template("-f", str(values)))["args"]
+    assert {"--qps=50", "--burst=80", "--health-bound=120"} <= set(args)
+    from kopflow.cli import build_parser
+
+    parsed = build_parser().parse_args(args)
+    assert (parsed.qps, parsed.burst, parsed.health_bound) == (50, 80, 120)
+
+
 def test_monitoring_mode_wraps_the_shipped_alerts_and_dashboard() -> None:
     objects = helm.template(*MODES["monitoring"])
     assert only(objects, "PrometheusRule")["spec"] == ALERTS
@@ -175,6 +190,8 @@ def test_monitoring_mode_wraps_the_shipped_alerts_and_dashboard() -> None:
         ("image: {repository: kopflow, pullPolicy: Sometimes}\n", "pullPolicy"),
         ("monitoring: {enabled: yes-please}\n", "enabled"),
         ("replica: 2\n", "replica"),
+        ("qps: 0\n", "qps"),
+        ("healthBoundSeconds: 1\n", "healthBoundSeconds"),
     ],
 )
 def test_bad_values_are_refused_naming_the_value(values: str, named: str, tmp_path: Path) -> None:

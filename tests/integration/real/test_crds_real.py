@@ -184,6 +184,9 @@ def test_every_remaining_cel_rule_has_a_breaking_case() -> None:
         for kind in PLURALS
     }
     covered.add(("WorkflowRun", "spec", RUN_SOURCE))
+    # the transition rules: each refused on update in test_run_size_real.py
+    # (test_what_a_run_runs_is_immutable_and_its_switches_are_not)
+    covered |= {("WorkflowRun", "spec", r["message"]) for r in crd._RUN_IMMUTABLE_RULES}
     assert covered == wanted
 
 

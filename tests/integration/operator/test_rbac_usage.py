@@ -97,7 +97,18 @@ def test_every_rule_is_used_by_some_scenario(cluster: Cluster, kube: Kube, tmp_p
         kube.wait_run_gone("ttl")
         kube.wait_run("nosa", "Failed", timeout=30)
         kube.wait(lambda: len(created(kube, "swap")) >= 2, 6 * SLOT + 20, "two scheduled runs")
-        kube.wait_run(created(kube, "swap")[0], "Cancelled", timeout=30)
+        first = created(kube, "swap")[0]
+        try:
+            kube.wait_run(first, "Cancelled", timeout=30)
+        except TimeoutError:
+            # seen intermittently in CI: say whether the schedule asked (spec.cancel) and what
+            # the run's worker made of it, for the bug report
+            body = kube.run(first)
+            print(
+                f"{first}: spec.cancel={body['spec'].get('cancel')!r} generation="
+                f"{body['metadata'].get('generation')} status={body.get('status')!r}"
+            )
+            raise
     finally:
         op.stop()
         if op.log.exists():

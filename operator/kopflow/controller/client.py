@@ -514,7 +514,7 @@ class Informer:
         name = f"watch {self._path(namespace)}"
         watch = Watch(return_type="")
         stream = watch.stream(
-            _Raw(opened, lambda: self.health.ok(name)), timeout_seconds=self.timeout_seconds
+            _Raw(opened, lambda: self.health.opened(name)), timeout_seconds=self.timeout_seconds
         )
         try:
             async for event in stream:
@@ -547,7 +547,7 @@ class _Raw:
     async def __call__(self, **_: Any) -> aiohttp.ClientResponse:
         resp = await self.opened()
         if resp.status == 200:
-            self.on_open()  # a watch that streams is healthy, however long it lasts
+            self.on_open()  # a watch that keeps streaming is healthy, however long it lasts
         return resp
 
     __doc__ = ""

@@ -107,3 +107,30 @@ def test_health_reports_work_stuck_longer_than_the_bound() -> None:
     assert health.problems() == []
     clock.now += 6
     assert health.problems() == ["run ns/a stuck for 11s"]
+
+
+def test_a_watch_cut_moments_after_each_open_stays_failing() -> None:
+    """A stream that opens and is cut 0.2 s later, again and again, is a failing watch: each
+    open must not reset the clock, or /healthz only fails in the gaps between backoffs."""
+    clock = Clock()
+    health = Health(bound=3, clock=clock)
+    for delay in (0.2, 0.5, 1.0, 2.0, 5.0):
+        health.failing("watch pods", "cut")
+        clock.now += delay
+        health.opened("watch pods")
+        clock.now += 0.2
+    assert health.problems() == ["watch pods failing for 10s: cut"]
+
+
+def test_a_watch_that_stays_open_recovers_after_settling() -> None:
+    clock = Clock()
+    health = Health(bound=3, clock=clock)
+    health.failing("watch pods", "cut")
+    clock.now += 4
+    health.opened("watch pods")
+    assert health.problems() == ["watch pods failing for 4s: cut"]
+    clock.now += health.settle
+    assert health.problems() == []
+    health.failing("watch pods", "cut again")  # counted afresh from here
+    clock.now += 1
+    assert health.problems() == []

@@ -180,6 +180,12 @@ class AttemptIndex:
             return False
         return terminated(self.pods.get((namespace, job_name))) is None
 
+    def synced(self, namespace: str, job_name: str) -> bool:
+        """The Job controller has handled this Job once (it writes status.startTime after
+        creating, or failing to create, the pod): before that no FailedCreate can exist."""
+        job = self.jobs.get((namespace, job_name))
+        return bool(job and (job.get("status") or {}).get("startTime"))
+
     def observe(
         self,
         namespace: str,

@@ -288,7 +288,11 @@ class RunWorker:
             if body is not None:
                 self.index.on_job("ADDED", body)
                 seen = self.index.observe(self.namespace, job, uid)
-        if seen.pending and seen.reason == "PodNotCreated":
+        if (
+            seen.pending
+            and seen.reason == "PodNotCreated"
+            and self.index.synced(self.namespace, job)  # a busy Job controller: no refusal yet
+        ):
             checked, message, every = self.refusals.get(job, (None, None, REFUSAL_CHECK))
             old_enough = launched is None or now >= launched + REFUSAL_CHECK
             if old_enough and (checked is None or now >= checked + every):

@@ -95,3 +95,25 @@ async def test_a_podless_job_has_its_events_read_less_and_less_often(monkeypatch
         reads.append(kube.refusal_reads)
     # read at 0, then 2 s later (2), 4 s (6), 8 s (14), 16 s (30), then every 30 s (60)
     assert reads == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6]
+
+
+async def test_a_job_the_job_controller_has_not_synced_has_no_events_read(
+    monkeypatch: Any,
+) -> None:
+    """In a burst the Job controller takes seconds to reach each new Job; until it writes the
+    Job's status.startTime (after creating, or failing to create, the pod, as the real v1.36
+    controller does) no FailedCreate Event can exist, so none is listed."""
+    from kopflow.controller import runs
+
+    kube = PodlessJob()
+    w = worker(kube)
+    w.index.on_job("ADDED", {**job(), "status": {}})
+    start = datetime.now(UTC)
+    for second in (0, 5, 30):
+        monkeypatch.setattr(runs, "_now", lambda s=second: start + timedelta(seconds=s))
+        seen = await w._observe_one("r-t-1", start - timedelta(seconds=60))
+        assert seen.pending and seen.reason == "PodNotCreated"
+    assert kube.refusal_reads == 0
+    w.index.on_job("MODIFIED", {**job(), "status": {"startTime": "2026-11-28T08:00:00Z"}})
+    await w._observe_one("r-t-1", start - timedelta(seconds=60))
+    assert kube.refusal_reads == 1

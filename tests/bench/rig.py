@@ -196,6 +196,23 @@ class Rig:
             )
         return out
 
+    def server_latency(self, verb: str, resource: str) -> Counter[float]:
+        """Cumulative buckets (le -> count) of the real API server's own time for `verb`
+        (POST, PATCH...) on `resource`: what the server took, whoever waited for it."""
+        out: Counter[float] = Counter()
+        if self.emulator is not None:
+            return out
+        for line in raw_get(self.client, "/metrics").splitlines():
+            if not line.startswith("apiserver_request_duration_seconds_bucket{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            if labels.get("verb") != verb or labels.get("resource") != resource:
+                continue
+            if labels.get("subresource"):
+                continue
+            out[float(labels["le"])] += int(float(line.rsplit(" ", 1)[1]))
+        return out
+
     def operator_requests(self) -> Counter[tuple[str, str]]:
         """(VERB, code) -> the operator's own client requests so far (its /metrics)."""
         assert self.operator is not None
@@ -459,6 +476,22 @@ def run_body(name: str, ref: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"workflowRef": {"name": ref}},
     }
+
+
+def bucket_quantile(before: Counter[float], after: Counter[float], q: float) -> float:
+    """The q-quantile (0..1) of what was observed between two cumulative bucket snapshots,
+    interpolated within its bucket as Prometheus' histogram_quantile does."""
+    counts = sorted((le, after[le] - before.get(le, 0)) for le in after)
+    if not counts or counts[-1][1] <= 0:
+        return float("nan")
+    rank, low, below = q * counts[-1][1], 0.0, 0
+    for le, n in counts:
+        if n >= rank:
+            if le == float("inf"):
+                return low
+            return low + (le - low) * (rank - below) / max(n - below, 1)
+        low, below = le, n
+    return low
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,9 +87,18 @@ class Invalid(Exception):
 class RunWorker:
     """Drives one run until it finishes (and, with a TTL, until it is deleted)."""
 
-    def __init__(self, namespace: str, name: str, kube: Kube, index: AttemptIndex) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        kube: Kube,
+        index: AttemptIndex,
+        workflows: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+    ) -> None:
         self.namespace, self.name = namespace, name
         self.kube, self.index = kube, index
+        self.workflows = workflows or {}
+        """Workflows as the operator's watch last saw them: a run starts without a read."""
         self.body: dict[str, Any] = {}
         self.wake = asyncio.Event()
         self.stepping_since: float | None = None
@@ -322,7 +332,9 @@ class RunWorker:
             spec, prefix = run.spec.workflow, "spec.workflow"
         elif run.spec.workflow_ref is not None:
             ref = run.spec.workflow_ref.name
-            body = await self.kube.get_workflow(self.namespace, ref)
+            body = self.workflows.get((self.namespace, ref))
+            if body is None:  # created a moment ago (or never): the watch may not have it yet
+                body = await self.kube.get_workflow(self.namespace, ref)
             if body is None:
                 await self._wait_for_workflow(run, ref, status)
                 raise Invalid(

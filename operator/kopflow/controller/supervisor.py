@@ -113,7 +113,8 @@ class Supervisor:
             worker.body = body  # our own status write coming back: nothing to do
             return
         if worker is None or worker.body.get("metadata", {}).get("uid") != meta.get("uid"):
-            worker = self.workers[key] = RunWorker(key[0], key[1], self.kube, self.index)
+            worker = RunWorker(key[0], key[1], self.kube, self.index, self.workflows)
+            self.workers[key] = worker
             old = self.tasks.pop(key, None)
             if old is not None:
                 old.cancel()

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 from tests.integration.operator.conftest import (
+    GROUP,
     OPERATOR_SA,
+    VERSION,
     Cluster,
     Kube,
     Operator,
@@ -170,3 +172,27 @@ def test_healthz_fails_while_a_watch_keeps_failing_and_recovers(
     wait_health(port, wanted=True, timeout=5 + 10)
     kube.create(chain("healthy-again", tasks=1))
     assert kube.wait_run("healthy-again", "Succeeded", "Failed")["status"]["phase"] == "Succeeded"
+
+
+@pytest.mark.emulator_only("counts the operator's requests in the request log")
+def test_runs_of_a_watched_workflow_start_without_reading_it(
+    cluster: Cluster, kube: Kube, started: list[Operator], tmp_path: Path
+) -> None:
+    """In a burst every request before a run's first Job delays it: a Workflow the operator
+    already watches is taken from its watch, not read again for each run."""
+    start(started, cluster, tmp_path)
+    workflow = {**chain("w", tasks=1), "kind": "Workflow"}
+    workflow["spec"] = workflow["spec"]["workflow"]
+    kube.create(workflow)
+    kube.wait(lambda: workflow_seen(kube, "w"), 30, "the operator validating the Workflow")
+    names = [kube.run_ref(f"byref-{i}", "w")["metadata"]["name"] for i in range(3)]
+    for name in names:
+        assert kube.wait_run(name)["status"]["phase"] == "Succeeded"
+    account = f"system:serviceaccount:{kube.ns}:{OPERATOR_SA}"
+    reads = kube.server.requests.by_user[(account, "get", "workflows.kopflow.dev")]
+    assert reads == 0, f"{reads} reads of a Workflow the operator watches"
+
+
+def workflow_seen(kube: Kube, name: str) -> bool:
+    body = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, "workflows", name)
+    return bool((body.get("status") or {}).get("observedGeneration"))

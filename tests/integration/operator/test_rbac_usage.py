@@ -63,6 +63,7 @@ def test_every_rule_is_used_by_some_scenario(cluster: Cluster, kube: Kube, tmp_p
     op.start()
     try:
         kube.create_file("hello.yaml")  # Jobs, pods, Events, run status
+        kube.run_ref("early", "not-yet")  # a Workflow the watch has not shown: read (get)
         kube.create_file("etl.yaml")  # a Workflow: its status; cached results (ConfigMaps)
         kube.run_ref("first", "etl", date="2026-03-01")
         kube.create_file("flaky.yaml")  # retries delete the failed attempt's Job

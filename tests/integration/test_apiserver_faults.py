@@ -61,6 +61,25 @@ def test_slow_responses(apiserver: ApiServer, raw: Raw) -> None:
     assert time.monotonic() - started >= 0.6 > fast  # only the matching client is slowed
 
 
+def test_a_webhook_denial_holds_for_writes_that_are_also_slowed(
+    apiserver: ApiServer, raw: Raw
+) -> None:
+    """deny=1.0 refuses every matching write, whatever transient fault it also drew: a slowed
+    write still reaches admission (test_restarts' doomed Jobs were once stored and ran)."""
+    apiserver.faults.configure(seed=5, slow=0.5, delay=0.01, deny=1.0, deny_match='"team":"red"')
+    path = "/api/v1/namespaces/default/configmaps"
+    codes = [
+        raw("POST", path, {"metadata": {"name": f"red{i}", "labels": {"team": "red"}}})[0]
+        for i in range(20)
+    ]
+    assert apiserver.faults.injected["slow"] > 0, "no write was slowed: the test proves nothing"
+    assert codes == [403] * 20
+    assert apiserver.faults.injected["deny"] == 20
+    assert raw("POST", path, {"metadata": {"name": "blue", "labels": {"team": "blue"}}})[0] == 201
+    names = [i["metadata"]["name"] for i in raw("GET", path)[1]["items"]]
+    assert names == ["blue"]
+
+
 def test_dropped_watch_stream_is_cut_early(apiserver: ApiServer, raw: Raw) -> None:
     apiserver.faults.configure(drop_watch=1.0, drop_after=0.2)
     started = time.monotonic()

@@ -633,7 +633,7 @@ class ApiServer:
         if self.faults.plan.deny_match and verb in ("create", "update", "patch"):
             body = (await request.read()).decode(errors="replace")  # aiohttp keeps it
         agent = request.headers.get("User-Agent", "")
-        fault = self.faults.choose(verb, rt.qualified, agent, body)
+        fault = self.faults.choose(verb, rt.qualified, agent)
         if fault == "slow":
             await asyncio.sleep(self.faults.plan.delay)
         elif fault == "conflict":
@@ -648,15 +648,6 @@ class ApiServer:
             raise ApiError(
                 500, "InternalError", "Internal error occurred: injected fault", details={}
             )
-        elif fault == "deny":  # the real server's words for a webhook's denial
-            rec["injected"] = "yes"
-            raise ApiError(
-                403,
-                "Forbidden",
-                f'admission webhook "deny.kopflow.test" denied the request: '
-                f"{self.faults.plan.deny_message}",
-                details={},
-            )
         elif fault == "throttle":
             raise ApiError(
                 429,
@@ -664,6 +655,15 @@ class ApiServer:
                 "Too many requests, please try again later.",
                 details={"retryAfterSeconds": 1},
                 headers={"Retry-After": "1"},
+            )
+        if self.faults.denies(verb, rt.qualified, agent, body):
+            rec["injected"] = "yes"  # the real server's words for a webhook's denial
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'admission webhook "deny.kopflow.test" denied the request: '
+                f"{self.faults.plan.deny_message}",
+                details={},
             )
         if verb == "watch":
             self._record(request, rec, 200)  # counted when it starts: streams last long

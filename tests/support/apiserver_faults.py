@@ -134,22 +134,18 @@ class FaultInjector:
             and (p.user_agent is None or p.user_agent in user_agent)
         )
 
-    def choose(self, verb: str, resource: str, user_agent: str, body: str = "") -> str | None:
-        """The fault for this request: conflict, error, throttle, slow, deny, drop_watch or
-        None."""
+    def choose(self, verb: str, resource: str, user_agent: str) -> str | None:
+        """The transient fault for this request: conflict, error, throttle, slow, drop_watch or
+        None. A webhook's denial is not one of them (see `denies`)."""
         if not self._applies(verb, resource, user_agent):
             return None
         p = self.plan
         roll = self.rng.random()
-        # matched against compact JSON: a webhook sees the object, not the client's spacing
-        compact = body.replace('": ', '":').replace(", ", ",") if p.deny_match else body
-        denies = p.deny if p.deny_match is None or p.deny_match in compact else 0.0
         kinds: list[tuple[str, float]] = [
             ("drop_watch", p.drop_watch if verb == "watch" else 0.0),
             # a real server answers 409 Conflict only to writes, never to a read or a list
             ("conflict", p.conflict if verb in ("create", "update", "patch", "delete") else 0.0),
             *((k, float(getattr(p, k))) for k in ("error", "throttle", "slow")),
-            ("deny", denies),
         ]
         if verb == "watch":
             kinds = [*kinds[:1], ("slow", p.slow)]
@@ -159,3 +155,22 @@ class FaultInjector:
                 return kind
             roll -= fraction
         return None
+
+    def denies(self, verb: str, resource: str, user_agent: str, body: str = "") -> bool:
+        """Whether the emulated validating webhook refuses this request (403), asked for every
+        request that got past the transient faults. A webhook is policy, not chance: a write
+        that was only slowed reaches admission like any other and is refused all the same.
+        (When "slow" and "deny" shared one roll, a slowed write that `deny=1.0` should refuse
+        was stored: test_restarts' doomed Job then ran and its task Succeeded.)"""
+        p = self.plan
+        if p.deny <= 0.0 or verb == "watch" or not self._applies(verb, resource, user_agent):
+            return False
+        if p.deny_match is not None:
+            # matched against compact JSON: a webhook sees the object, not the client's spacing
+            compact = body.replace('": ', '":').replace(", ", ",")
+            if p.deny_match not in compact:
+                return False
+        if p.deny < 1.0 and self.rng.random() >= p.deny:
+            return False
+        self.injected["deny"] += 1
+        return True

@@ -150,6 +150,8 @@ def test_operator_killed_twenty_times_loses_nothing(operator: Operator, kube: Ku
             assert len(jobs) == t["attempts"], (task, jobs, t)
     twice = {n: c for n, c in kube.created_jobs.items() if c > 1}
     assert twice == {}
+    # a refused Job is never stored: one that was would run, and its task succeed
+    assert [n for n in kube.created_jobs if n.startswith("doomed-")] == []
     for name in refused:
         status = kube.wait_run(name, timeout=60)["status"]
         doomed_task = status["tasks"]["doomed"]

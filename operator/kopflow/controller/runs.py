@@ -512,7 +512,11 @@ class RunWorker:
         if launch.replaces:
             await self.kube.delete_job(self.namespace, launch.replaces)
         try:
-            await self.kube.create_job(self.namespace, build_job(launch, self.body))
+            if not await self.kube.create_job(self.namespace, build_job(launch, self.body)):
+                # The Job existed (a relaunch): it may have finished and all its watch events
+                # come before this step, and then none follows to wake us; look again at once
+                # instead of sleeping until it would count as Lost (MISSING_GRACE, 30 s).
+                self.wake.set()
         except JobRejected as err:
             message = f"the API refused Job {launch.job_name} ({err.status}): {err}"
             self.rejected[launch.job_name] = Observation(

@@ -357,6 +357,28 @@ class Kube:
         found: dict[str, Any] = self.wait(reached, timeout, f"run {name} in {wanted}")
         return found
 
+    def run_record(self, name: str) -> Obj | None:
+        """The latest version of the run the watch saw, kept after the run's deletion."""
+        versions = [r for r in list(self._runs.last.values()) if r["metadata"]["name"] == name]
+        newest = max(
+            versions, key=lambda r: int(r["metadata"].get("resourceVersion") or 0), default=None
+        )
+        return newest
+
+    def wait_run_ended(self, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
+        """The run once the watch saw it end in one of phases (default: any finished phase),
+        deleted since or not: a schedule's history limit deletes its oldest finished runs,
+        maybe before the test looks (a finished phase is final)."""
+        wanted = phases or FINISHED
+        assert set(wanted) <= set(FINISHED), "only a finished phase is kept after deletion"
+
+        def ended() -> Obj | None:
+            run = self.run_record(name)
+            return run if ((run or {}).get("status") or {}).get("phase") in wanted else None
+
+        found: dict[str, Any] = self.wait(ended, timeout, f"run {name} ended in {wanted}")
+        return found
+
     def wait_task(self, name: str, task: str, phase: str, timeout: float = 60) -> dict[str, Any]:
         def reached() -> Obj | None:
             run = self._runs.items.get(name) or {}

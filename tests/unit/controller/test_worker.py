@@ -1,13 +1,18 @@
-"""A run worker reads a Job from the API before it lets the engine call the attempt Lost."""
+"""A run worker reads a Job from the API before it lets the engine call the attempt Lost, and
+looks at once at a Job it adopted (no watch event may follow)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from tests.support.apiserver_patch import merge_patch as apply_merge_patch
 
 from kopflow.api.run import TaskStatus, WorkflowRunStatus
 from kopflow.controller.index import AttemptIndex
 from kopflow.controller.runs import RunWorker
+from kopflow.engine.naming import job_name
 from kopflow.engine.times import format_time
 
 
@@ -117,3 +122,76 @@ async def test_a_job_the_job_controller_has_not_synced_has_no_events_read(
     w.index.on_job("MODIFIED", {**job(), "status": {"startTime": "2026-11-28T08:00:00Z"}})
     await w._observe_one("r-t-1", start - timedelta(seconds=60))
     assert kube.refusal_reads == 1
+
+
+class Relaunch:
+    """A Kube where every Job the worker creates exists already (a relaunch after a crash, or
+    a status write that conflicted after the launch): create_job answers False, as on a 409.
+    Records the run's status as written."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, Any] = {}
+        self.creates = self.writes = 0
+
+    def fence(self) -> None:
+        return None
+
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
+        self.creates += 1
+        return False
+
+    async def patch_run_status(
+        self, namespace: str, name: str, patch: dict[str, Any], fence: str | None
+    ) -> dict[str, Any]:
+        self.status = apply_merge_patch(self.status, patch)
+        self.writes += 1
+        return {"metadata": {"resourceVersion": str(self.writes)}}
+
+    def post_event_later(self, *_: Any) -> None:
+        return None
+
+
+async def test_an_adopted_job_that_already_finished_ends_its_attempt_without_an_event() -> None:
+    """The Job of a relaunched attempt may have finished, and all its watch events arrived,
+    before the worker launches it (create answers 409 and the Job is adopted). No event will
+    follow: the worker looks at it again at once instead of sleeping until the attempt would
+    be Lost (30 s; seen as test_rbac_usage's "adopt" run finishing 28 s late)."""
+    kube = Relaunch()
+    w = RunWorker("ns", "r", kube, AttemptIndex())  # type: ignore[arg-type]
+    w.update(
+        {
+            "apiVersion": "kopflow.dev/v1alpha1",
+            "kind": "WorkflowRun",
+            "metadata": {"namespace": "ns", "name": "r", "uid": "u1", "generation": 1},
+            "spec": {"workflow": {"tasks": [{"name": "t", "image": "busybox"}]}},
+        }
+    )
+    name = job_name("r", "t", 1, "u1")
+    owner = [{"kind": "WorkflowRun", "name": "r", "uid": "u1"}]
+    w.index.on_job(
+        "ADDED",
+        {
+            "metadata": {"namespace": "ns", "name": name, "ownerReferences": owner},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+        },
+    )
+    w.index.on_pod(
+        "ADDED",
+        {
+            "metadata": {
+                "namespace": "ns",
+                "name": f"{name}-x",
+                "uid": "p1",
+                "resourceVersion": "3",
+                "labels": {"batch.kubernetes.io/job-name": name},
+            },
+            "status": {
+                "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": 0}}}]
+            },
+        },
+    )
+    # no event comes after the launch: the loop must end by itself, long before 30 s
+    await asyncio.wait_for(w.loop(), 5)
+    assert kube.creates == 1
+    assert kube.status["phase"] == "Succeeded"
+    assert kube.status["tasks"]["t"]["phase"] == "Succeeded"

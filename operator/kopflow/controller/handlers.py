@@ -130,9 +130,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # A run's events are mostly its own status writes coming back: handle each at once (the
     # default 0.1 s window only delays cancel/suspend).
     settings.batching.batch_window = 0.01
+    # kopf keeps one worker per object, holding its last body, for idle_timeout after its last
+    # event: at start that is every kept run of the list at once (10,000 finished runs)
+    settings.batching.idle_timeout = 0.5
     kopf_tuning.tune(settings)
     options = {k: OPTIONS[k] for k in ("qps", "burst", "page_size") if OPTIONS.get(k) is not None}
     client = Client(await credentials(), **options)
+    # kopf's first list of runs in pages too: 10,000 kept runs in one answer held ~200 MiB of
+    # parsed JSON at once (RSS 420 MiB against 209 MiB before kopf watched runs)
+    settings.watching.chunk_size = client.page_size
     kube = Kube(client)
     health = memo.health = Health(OPTIONS["health_bound"] or 60.0)
     namespaces = OPTIONS["namespaces"] or None

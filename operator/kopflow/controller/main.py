@@ -10,6 +10,18 @@ import sys
 import kopf
 
 
+def _build_models() -> None:
+    """Build the validators of the models every event uses, now, once. The models build them
+    on first use (api/base.py: `kopflow validate` starts fast that way); built here, the
+    operator's first event costs what the others do."""
+    from kopflow.api.pod import PodTemplate
+    from kopflow.api.run import WorkflowRun, WorkflowRunStatus
+    from kopflow.api.workflow import Condition, Workflow, WorkflowSpec
+
+    for model in (WorkflowRun, WorkflowRunStatus, WorkflowSpec, Workflow, Condition, PodTemplate):
+        model.model_rebuild()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT; kopf handles both gracefully."""
     # kopf imports every Kubernetes client it finds installed, for their model classes; the
@@ -24,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from kopflow.controller.clock import Clock
 
     owned.budget()  # a bad KOPFLOW_INLINE_OUTPUTS_BYTES stops the operator here, saying why
+    _build_models()
 
     kopf.configure(
         verbose=args.verbose,

@@ -12,13 +12,20 @@ Measured as an installed kopflow runs: with its bytecode cached (pip compiles it
 PYTHONDONTWRITEBYTECODE is dropped for the runs and one warm-up run writes the cache; with
 KOPFLOW_BENCH_NO_BYTECODE=1 every run compiles kopflow's sources again (~0.05 s more).
 
+Wall and CPU time depend on what else the machine runs (2 cores shared by several agents). With
+KOPFLOW_BENCH_VALGRIND=1 it also counts the instructions of one run of each targeted command
+under valgrind (callgrind): a figure that load does not change, to compare two versions on a
+busy machine (~1 minute per command).
+
     .venv/bin/python tests/bench/bench_cli.py
 """
 
 from __future__ import annotations
 
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -77,6 +84,26 @@ def measure(argv: list[str]) -> tuple[float, float, float]:
     return statistics.median(walls), min(walls), min(cpus)
 
 
+def instructions(argv: list[str]) -> int | None:
+    """Instructions one run executes (valgrind's callgrind), or None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    if argv[0] == KOPFLOW:  # the console script is a Python file: run it by its interpreter
+        argv = [sys.executable, *argv]
+    done = subprocess.run(
+        [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        cwd=ROOT,
+        env={**environment(), "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    return int(found.group(1)) if found else None
+
+
 def slowest_imports(count: int = 12) -> list[tuple[int, str]]:
     """(own microseconds, module) of the slowest imports of `kopflow validate`: the module's
     own execution, without what it imports."""
@@ -120,6 +147,12 @@ def main() -> None:
             verdict = "(reference, no target)"
         print(f"{label:<60} {median:>7.3f}s {best:>7.3f}s {cpu:>7.3f}s  {verdict}")
     print(f"after:  {load()}")
+    if os.environ.get("KOPFLOW_BENCH_VALGRIND") == "1":
+        print("instructions of one run (valgrind callgrind; load does not change them):")
+        for label, argv in TARGETED.items():
+            count = instructions(argv)
+            shown = "valgrind not found" if count is None else f"{count / 1e6:.0f} M"
+            print(f"  {label:<58} {shown}")
     if failed:
         print(f"over the {TARGET} s target: {', '.join(failed)}")
         print("(a loaded machine inflates wall time: compare the cpu column, and measure again")

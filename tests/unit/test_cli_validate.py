@@ -93,6 +93,29 @@ def test_pod_template_errors_name_the_field_and_the_fix(tmp_path: Path) -> None:
     )
     result = kopflow("validate", str(path))
     assert result.returncode == 2
+    # The operator builds the pod template's validator first, so its models validate it inline:
+    # the same issues, in the same order.
+    operator = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from kopflow.controller.main import _build_models\n"
+            "from kopflow.engine.validation import validate_document\n"
+            "from kopflow.manifests import load\n"
+            "_build_models()\n"
+            "for doc in load(sys.argv[1]):\n"
+            "    print(*validate_document(doc.body), sep='\\n')\n",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "".join(f"  {line}\n" for line in operator.stdout.splitlines()) == "".join(
+        line + "\n" for line in result.stderr.splitlines() if line.startswith("  ")
+    )
     for prefix in ("spec.tasks[0]", "spec.workflow.tasks[0]"):
         assert (
             f"  {prefix}.podTemplate.securityContxt: unknown field; check its spelling"

@@ -9,8 +9,8 @@ kubernetes_asyncio: their start-up is shown for reference, as is a workflow with
 (their models are built only when a document has one).
 
 Measured as an installed kopflow runs: with its bytecode cached (pip compiles it on install).
-PYTHONDONTWRITEBYTECODE is dropped for the runs and one warm-up run writes the cache; with
-KOPFLOW_BENCH_NO_BYTECODE=1 every run compiles kopflow's sources again (~0.05 s more).
+PYTHONDONTWRITEBYTECODE is dropped for the runs and one warm-up run writes the cache (a
+checkout never run without that variable compiles kopflow's sources on every run: ~0.05 s).
 
 Wall and CPU time depend on what else the machine runs (2 cores shared by several agents). With
 KOPFLOW_BENCH_VALGRIND=1 it also counts the instructions of one run of each targeted command
@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 RUNS = int(os.environ.get("KOPFLOW_BENCH_RUNS", "15"))
 TARGET = 0.3
-NO_BYTECODE = os.environ.get("KOPFLOW_BENCH_NO_BYTECODE") == "1"
 KOPFLOW = str(BIN / "kopflow")
 TARGETED = {
     "kopflow --help": [KOPFLOW, "--help"],
@@ -59,12 +58,9 @@ REFERENCE = {
 
 
 def environment() -> dict[str, str]:
-    """The runs' environment: bytecode cached, as for an installed kopflow, unless asked."""
+    """The runs' environment: bytecode cached, as for an installed kopflow."""
     env = dict(os.environ)
-    if NO_BYTECODE:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-    else:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -131,9 +127,8 @@ def load() -> str:
 
 
 def main() -> None:
-    bytecode = "not cached (compiled every run)" if NO_BYTECODE else "cached"
     print(f"kopflow start-up; target: median wall < {TARGET:.3f} s; {RUNS} runs each")
-    print(f"before: {load()}; kopflow's bytecode {bytecode}")
+    print(f"before: {load()}; kopflow's bytecode cached")
     print(f"{'command':<60} {'median':>8} {'best':>8} {'cpu':>8}  verdict")
     failed = []
     for label, argv in {**TARGETED, **REFERENCE}.items():

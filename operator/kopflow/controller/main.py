@@ -19,9 +19,9 @@ def _build_models() -> None:
     costs 7% more instructions."""
     from kopflow.api.pod import PodTemplate
     from kopflow.api.run import WorkflowRun, WorkflowRunStatus
-    from kopflow.api.workflow import Condition, Workflow, WorkflowSpec
+    from kopflow.api.workflow import Condition, WorkflowSpec
 
-    for model in (PodTemplate, WorkflowRun, WorkflowRunStatus, WorkflowSpec, Workflow, Condition):
+    for model in (PodTemplate, WorkflowRun, WorkflowRunStatus, WorkflowSpec, Condition):
         model.model_rebuild()
 
 

@@ -69,3 +69,63 @@ def test_validate_warns_about_pod_security_restricted_but_exits_zero(tmp_path: P
         " must not be 0 (root) under Pod Security restricted: in a namespace enforcing it the"
         " attempt's pod is not created\n"
     )
+
+
+def test_pod_template_errors_name_the_field_and_the_fix(tmp_path: Path) -> None:
+    """The pod template is validated by its own validator, built only when a document has one
+    (kopflow validate starts faster): its errors still carry the full path and the hint of
+    their kind, in a Workflow and in a run's inline workflow alike."""
+    template = (
+        "podTemplate:\n"
+        "        securityContxt: {runAsUser: 1000}\n"
+        "        sidecars: [{name: main, image: envoy}]\n"
+        "        topologySpreadConstraints: [{maxSkew: 0, topologyKey: zone,"
+        " whenUnsatisfiable: DoNotSchedule}]\n"
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "apiVersion: kopflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: w}\nspec:\n"
+        "  tasks:\n"
+        "    - name: a\n      image: busybox\n      command: [echo]\n      " + template + "---\n"
+        "apiVersion: kopflow.dev/v1alpha1\nkind: WorkflowRun\nmetadata: {name: r}\nspec:\n"
+        "  workflow:\n    tasks:\n"
+        "    - name: a\n      image: busybox\n      command: [echo]\n      " + template
+    )
+    result = kopflow("validate", str(path))
+    assert result.returncode == 2
+    # The operator builds the pod template's validator first, so its models validate it inline:
+    # the same issues, in the same order.
+    operator = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from kopflow.controller.main import _build_models\n"
+            "from kopflow.engine.validation import validate_document\n"
+            "from kopflow.manifests import load\n"
+            "_build_models()\n"
+            "for doc in load(sys.argv[1]):\n"
+            "    print(*validate_document(doc.body), sep='\\n')\n",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "".join(f"  {line}\n" for line in operator.stdout.splitlines()) == "".join(
+        line + "\n" for line in result.stderr.splitlines() if line.startswith("  ")
+    )
+    for prefix in ("spec.tasks[0]", "spec.workflow.tasks[0]"):
+        assert (
+            f"  {prefix}.podTemplate.securityContxt: unknown field; check its spelling"
+            " (`kubectl explain` lists the fields)\n" in result.stderr
+        )
+        assert (
+            f'  {prefix}.podTemplate.sidecars[0].name: Value error, "main" is the task'
+            " container's name; pick another\n" in result.stderr
+        )
+        assert (
+            f"  {prefix}.podTemplate.topologySpreadConstraints[0].maxSkew: Input should be"
+            " greater than or equal to 1\n" in result.stderr
+        )

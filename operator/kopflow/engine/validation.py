@@ -9,14 +9,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
-from kopflow.api.run import WorkflowRun
 from kopflow.api.workflow import VERSION, Task, Workflow, WorkflowSpec
 from kopflow.engine import dag, templating
+
+if TYPE_CHECKING:
+    from kopflow.api.run import WorkflowRun
 
 
 @dataclass(frozen=True, order=True)
@@ -352,6 +354,8 @@ def parse_workflow(doc: Mapping[str, Any]) -> tuple[Workflow | None, list[Issue]
 
 def parse_run(doc: Mapping[str, Any]) -> tuple[WorkflowRun | None, list[Issue]]:
     """A WorkflowRun document as a model plus its issues."""
+    from kopflow.api.run import WorkflowRun  # only for runs: `kopflow validate` starts faster
+
     try:
         run = WorkflowRun.model_validate(doc)
     except ValidationError as err:

@@ -138,13 +138,19 @@ class _RunLogs:
             phase = (self.run.get("status") or {}).get("phase") or "Pending"
             raise LogsError(f"run {self.name} ({phase}) has started no task attempt yet")
         for name in names:
-            try:
-                await self.task(name, None, follow, prefix=f"[{name}] ")
-            except LogsError as err:
-                sys.stdout.flush()
-                print(f"[{name}] error: {err}", file=sys.stderr)
-                missing += 1
+            missing += await self._task_or_report(name, follow)
         return 1 if missing else 0
+
+    async def _task_or_report(self, name: str, follow: bool) -> int:
+        """A task's last attempt, prefixed `[task] `; 1 when its pod cannot be read (said on
+        stderr, so that the other tasks are still printed), else 0."""
+        try:
+            await self.task(name, None, follow, prefix=f"[{name}] ")
+        except LogsError as err:
+            sys.stdout.flush()
+            print(f"[{name}] error: {err}", file=sys.stderr)
+            return 1
+        return 0
 
     async def _follow_all(self) -> int:
         """-f without TASK: each task in dependency order, each of its attempts as it runs,
@@ -159,12 +165,7 @@ class _RunLogs:
                 attempts = int(status.get("attempts") or 0)
                 if attempts > followed:
                     followed = attempts
-                    try:
-                        await self.task(name, None, True, prefix=f"[{name}] ")
-                    except LogsError as err:
-                        sys.stdout.flush()
-                        print(f"[{name}] error: {err}", file=sys.stderr)
-                        missing += 1
+                    missing += await self._task_or_report(name, True)
                     await self._refresh()
                     continue
                 run_phase = (self.run.get("status") or {}).get("phase")

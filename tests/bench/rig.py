@@ -180,14 +180,9 @@ class Rig:
                 if user == account:
                     out[(verb, _short(resource))] += n
             return out
-        text = raw_get(self.client, "/metrics")
         verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
         verbs |= {"GET": "get", "LIST": "list", "WATCH": "watch", "APPLY": "patch"}
-        for line in text.splitlines():
-            if not line.startswith("apiserver_request_total{"):
-                continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
-            value = float(line.rsplit(" ", 1)[1])
+        for labels, value in self.server_samples("apiserver_request_total"):
             resource = labels.get("resource", "")
             if labels.get("subresource"):
                 resource += "/" + labels["subresource"]
@@ -202,16 +197,20 @@ class Rig:
         out: Counter[float] = Counter()
         if self.emulator is not None:
             return out
-        for line in raw_get(self.client, "/metrics").splitlines():
-            if not line.startswith("apiserver_request_duration_seconds_bucket{"):
-                continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        for labels, value in self.server_samples("apiserver_request_duration_seconds_bucket"):
             if labels.get("verb") != verb or labels.get("resource") != resource:
                 continue
             if labels.get("subresource"):
                 continue
-            out[float(labels["le"])] += int(float(line.rsplit(" ", 1)[1]))
+            out[float(labels["le"])] += int(value)
         return out
+
+    def server_samples(self, metric: str) -> Iterator[tuple[dict[str, str], float]]:
+        """(labels, value) of each sample of `metric` on the real API server's /metrics."""
+        for line in raw_get(self.client, "/metrics").splitlines():
+            if line.startswith(metric + "{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+                yield labels, float(line.rsplit(" ", 1)[1])
 
     def operator_requests(self) -> Counter[tuple[str, str]]:
         """(VERB, code) -> the operator's own client requests so far (its /metrics)."""

@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.integration.operator.conftest import (
-    GROUP,
     OPERATOR_SA,
-    VERSION,
     Cluster,
     Kube,
     Operator,
@@ -190,15 +188,10 @@ def test_runs_of_a_watched_workflow_start_without_reading_it(
     workflow = {**chain("w", tasks=1), "kind": "Workflow"}
     workflow["spec"] = workflow["spec"]["workflow"]
     kube.create(workflow)
-    kube.wait(lambda: workflow_seen(kube, "w"), 30, "the operator validating the Workflow")
+    kube.wait_workflow_status("w")  # the operator's watch has it (it validated it)
     names = [kube.run_ref(f"byref-{i}", "w")["metadata"]["name"] for i in range(3)]
     for name in names:
         assert kube.wait_run(name)["status"]["phase"] == "Succeeded"
     account = f"system:serviceaccount:{kube.ns}:{OPERATOR_SA}"
     reads = kube.server.requests.by_user[(account, "get", "workflows.kopflow.dev")]
     assert reads == 0, f"{reads} reads of a Workflow the operator watches"
-
-
-def workflow_seen(kube: Kube, name: str) -> bool:
-    body = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.ns, "workflows", name)
-    return bool((body.get("status") or {}).get("observedGeneration"))

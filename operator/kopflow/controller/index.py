@@ -1,7 +1,9 @@
 """An in-memory view of kopflow's Jobs and Pods, fed by watch events.
 
-Observing an attempt is then a dictionary lookup: no API read per reconcile, and every Job or
-Pod change names the run to wake (through the Job's owner reference).
+Observing an attempt is then a dictionary lookup: no API read per reconcile, and a Job or Pod
+change names the run to wake (through the Job's owner reference) only when it changes what the
+run can see of the attempt: most of an attempt's dozen events (the Job's active and ready
+counts, a finalizer removed, the Pod bound or Ready) change nothing the engine reads.
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ def _owner_uid(job: dict[str, Any]) -> str | None:
     return None
 
 
+def _pod_behind(job: dict[str, Any], pod: dict[str, Any] | None) -> bool:
+    """The Job is done but its Pod's final state has not been seen."""
+    return finished(job) and terminated(pod) is None
+
+
+def _synced(job: dict[str, Any]) -> bool:
+    return bool((job.get("status") or {}).get("startTime"))
+
+
 class AttemptIndex:
     """Latest Job and Pod body of every attempt, by (namespace, job name), of unfinished runs
     only: `skip(namespace, run label)` names the finished ones, whose attempts are not kept."""
@@ -112,10 +123,21 @@ class AttemptIndex:
             if not names:
                 del self.by_run[(key[0], run)]
 
+    def _view(self, key: tuple[str, str]) -> tuple[Any, ...]:
+        """Everything a run worker reads of one attempt (see RunWorker._observe): an event
+        that leaves it unchanged needs no reconcile."""
+        job = self.jobs.get(key)
+        if job is None:
+            return ()
+        pod = self.pods.get(key)
+        return observe(job, pod), _owner_uid(job), _synced(job), _pod_behind(job, pod)
+
     def on_job(self, event_type: str | None, job: dict[str, Any]) -> RunKey | None:
-        """Record a Job event; return the run it belongs to (None: a finished run's)."""
+        """Record a Job event; return the run to wake (None: a finished run's, or nothing
+        the run can see changed)."""
         meta = job.get("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
+        before = self._view(key)
         if event_type == "DELETED" or self._skipped(key[0], job):
             self._drop_job(key)
             if event_type != "DELETED":
@@ -123,10 +145,10 @@ class AttemptIndex:
         else:
             self._put_job(key, job)
         run = _owner_run(job)
-        return (key[0], run) if run else None
+        return (key[0], run) if run and self._view(key) != before else None
 
     def on_pod(self, event_type: str | None, pod: dict[str, Any]) -> RunKey | None:
-        """Record a Pod event under its Job; return the run that Job belongs to."""
+        """Record a Pod event under its Job; return the run to wake, as on_job does."""
         meta = pod.get("metadata", {})
         job_name = (meta.get("labels") or {}).get(JOB_NAME_LABEL) or (meta.get("labels") or {}).get(
             "job-name"
@@ -136,6 +158,7 @@ class AttemptIndex:
         key = (meta.get("namespace", ""), job_name)
         if key not in self.jobs and self._skipped(key[0], pod):
             return None
+        before = self._view(key)
         if event_type == "DELETED":
             current = self.pods.get(key)
             if current is not None and current["metadata"].get("uid") == meta.get("uid"):
@@ -144,7 +167,7 @@ class AttemptIndex:
             self.pods[key] = _compact_pod(pod)
         job = self.jobs.get(key)
         run = _owner_run(job) if job else None
-        return (key[0], run) if run else None
+        return (key[0], run) if run and self._view(key) != before else None
 
     def relist_jobs(self, namespace: str, jobs: list[dict[str, Any]]) -> list[RunKey]:
         """Replace the Jobs of namespace ("" = all) with a fresh list (first list, 410 Gone);
@@ -175,16 +198,15 @@ class AttemptIndex:
     def needs_pod(self, namespace: str, job_name: str) -> bool:
         """The Job finished but its Pod's final state has not been seen (the two watches race):
         outputs live in the Pod, so the caller reads it once before deciding."""
-        job = self.jobs.get((namespace, job_name))
-        if job is None or not finished(job):
-            return False
-        return terminated(self.pods.get((namespace, job_name))) is None
+        key = (namespace, job_name)
+        job = self.jobs.get(key)
+        return job is not None and _pod_behind(job, self.pods.get(key))
 
     def synced(self, namespace: str, job_name: str) -> bool:
         """The Job controller has handled this Job once (it writes status.startTime after
         creating, or failing to create, the pod): before that no FailedCreate can exist."""
         job = self.jobs.get((namespace, job_name))
-        return bool(job and (job.get("status") or {}).get("startTime"))
+        return job is not None and _synced(job)
 
     def observe(
         self,

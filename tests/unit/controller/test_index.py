@@ -78,3 +78,42 @@ def test_a_job_of_the_same_name_owned_by_another_run_is_not_this_attempt() -> No
     index.on_pod("ADDED", pod("a-b-c-1", "3", DONE, "2026-11-28T08:00:00Z"))
     assert index.observe("ns", "a-b-c-1", "uid-of-run-a-b").state == "missing"
     assert index.observe("ns", "a-b-c-1", "uid-of-run-a").outputs == "rows=3\n"
+
+
+def test_only_events_that_change_what_the_run_sees_wake_it() -> None:
+    """A Job and its Pod send a dozen events per attempt; each wake is a whole reconcile of
+    the run, so the ones that change nothing the engine reads are not passed on."""
+    index = AttemptIndex()
+    created = "2026-11-28T08:00:00Z"
+    j = job("r-a-1", "r")
+    assert index.on_job("ADDED", j) == ("ns", "r")  # missing -> running
+    j["status"] = {"startTime": "2026-11-28T08:00:01Z", "active": 1}
+    assert index.on_job("MODIFIED", j) == ("ns", "r")  # the Job controller synced it
+    j["status"] = {**j["status"], "ready": 0, "terminating": 0}
+    assert index.on_job("MODIFIED", j) is None
+    waiting = {"waiting": {"reason": "ContainerCreating"}}
+    assert index.on_pod("ADDED", pod("r-a-1", "1", waiting, created)) == ("ns", "r")
+    running = {"running": {"startedAt": "2026-11-28T08:00:02Z"}}
+    assert index.on_pod("MODIFIED", pod("r-a-1", "2", running, created)) == ("ns", "r")
+    assert index.on_pod("MODIFIED", pod("r-a-1", "3", running, created)) is None  # Ready
+    j["status"] = {**j["status"], "ready": 1}
+    assert index.on_job("MODIFIED", j) is None
+    assert index.on_pod("MODIFIED", pod("r-a-1", "4", DONE, created)) == ("ns", "r")
+    assert index.on_pod("MODIFIED", pod("r-a-1", "5", DONE, created)) is None  # finalizer off
+    j["status"] = {**j["status"], "conditions": [{"type": "Complete", "status": "True"}]}
+    assert index.on_job("MODIFIED", j) is None  # the exit code was known already
+    assert index.observe("ns", "r-a-1").outputs == "rows=3\n"
+    assert index.on_job("DELETED", j) == ("ns", "r")
+
+
+def test_a_finished_job_whose_pod_is_behind_wakes_the_run_and_so_does_the_pod() -> None:
+    index = AttemptIndex()
+    created = "2026-11-28T08:00:00Z"
+    index.on_job("ADDED", job("r-a-1", "r"))
+    index.on_pod("ADDED", pod("r-a-1", "1", {"running": {}}, created))
+    # the Job's Complete arrives before the Pod's final state: the worker must start the
+    # grace period (and read the Pod after it), so this one wakes it
+    assert index.on_job("MODIFIED", job("r-a-1", "r", "Complete")) == ("ns", "r")
+    assert index.needs_pod("ns", "r-a-1")
+    assert index.on_pod("MODIFIED", pod("r-a-1", "2", DONE, created)) == ("ns", "r")
+    assert not index.needs_pod("ns", "r-a-1")

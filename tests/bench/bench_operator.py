@@ -21,11 +21,14 @@ import argparse
 import concurrent.futures
 import json
 import os
+import random
+import re
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rig import (
     DAG,
@@ -55,39 +58,103 @@ def writes(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]
     return out
 
 
-def bench(backend: str, runs: int, workdir: Path) -> dict[str, float]:
+def steady_workflow() -> dict[str, Any]:
+    """The DAG with tasks that sleep `{{ params.seconds }}` (each run draws its own)."""
+    body = workflow("dag", ["sleep"], DAG)
+    body["spec"]["parameters"] = [{"name": "seconds", "default": "0"}]
+    for task in body["spec"]["tasks"]:
+        task["args"] = ["{{ params.seconds }}"]
+    return body
+
+
+def drive_burst(custom: Any, ns: str, observer: Observer, runs: int) -> tuple[list[str], bool]:
+    """All runs created at once by 8 threads: the rig's throughput, every part saturated."""
+    names = [f"r{i}" for i in range(runs)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda name: custom.create_namespaced_custom_object(
+            GROUP, VERSION, ns, "workflowruns", run_body(name, "dag")), names))  # fmt: skip
+    return names, observer.wait_finished(names, 600, progress=30)
+
+
+def drive_steady(
+    custom: Any, ns: str, observer: Observer, runs: int, active: int, seconds: float
+) -> tuple[list[str], bool]:
+    """`active` runs at all times, until `runs` were created: the first `active` spread over
+    one task duration, then a new one as each finishes. Each run's tasks sleep a duration
+    drawn from [0.5, 1.5] x `seconds`, so the runs do not move in lockstep."""
+    rng = random.Random(10)
+    names: list[str] = []
+    deadline = time.monotonic() + 900 + 15 * seconds * runs / active
+    while len(names) < runs and time.monotonic() < deadline:
+        with observer.changed:
+            running = sum(1 for n in names if n not in observer.run_done)
+            if running >= active:
+                observer.changed.wait(1.0)
+                continue
+        name = f"r{len(names)}"
+        body = run_body(name, "dag")
+        body["spec"]["parameters"] = {"seconds": f"{rng.uniform(0.5, 1.5) * seconds:.2f}"}
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "workflowruns", body)
+        names.append(name)
+        if len(names) < active:
+            time.sleep(seconds / active)
+    left = max(deadline - time.monotonic(), 60)
+    return names, len(names) == runs and observer.wait_finished(names, left, progress=30)
+
+
+def reconciles(metrics_text: str) -> float:
+    """The operator's reconcile steps so far (kopflow_reconcile_duration_seconds_count)."""
+    found = re.search(r"^kopflow_reconcile_duration_seconds_count ([0-9.e+]+)$", metrics_text, re.M)
+    return float(found.group(1)) if found else float("nan")
+
+
+def bench(
+    backend: str, runs: int, workdir: Path, active: int = 0, seconds: float = 0
+) -> dict[str, float]:
+    """One backend: a burst (`seconds` 0) or a steady load of `active` runs (see main)."""
     with rig(backend, workdir) as r:
         custom = __import__("kubernetes").client.CustomObjectsApi(r.client)
         observer = Observer().start(r.client, r.ns)
         op = r.start_operator()
         custom.create_namespaced_custom_object(
-            GROUP, VERSION, r.ns, "workflows", workflow("dag", ["true"], DAG)
-        )
+            GROUP, VERSION, r.ns, "workflows",
+            steady_workflow() if seconds else workflow("dag", ["true"], DAG),
+        )  # fmt: skip
         custom.create_namespaced_custom_object(
             GROUP, VERSION, r.ns, "workflowruns", run_body("warm", "dag")
         )
         assert observer.wait_finished(["warm"], 120), "the warm-up run did not finish"
         time.sleep(1)  # let the warm-up's last writes land before counting
         server0, client0 = r.server_counts(), r.operator_requests()
+        steps0 = reconciles(op.metrics())
         creates0 = r.server_latency("POST", "jobs")
         cpu0, rig0 = cpu_seconds(op.pid), r.cpu()
         started = time.monotonic()
-        names = [f"r{i}" for i in range(runs)]
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda name: custom.create_namespaced_custom_object(
-                GROUP, VERSION, r.ns, "workflowruns", run_body(name, "dag")), names))  # fmt: skip
-        created = time.monotonic() - started
-        finished = observer.wait_finished(names, 600, progress=30)
+        if seconds:
+            names, finished = drive_steady(custom, r.ns, observer, runs, active, seconds)
+            measured = names[active:]  # created once `active` runs were running
+            load = f"{active} runs active, tasks of {seconds:g} s (x0.5-1.5), {len(names)} runs"
+        else:
+            names, finished = drive_burst(custom, r.ns, observer, runs)
+            measured = names
+            load = f"{runs} runs x {len(DAG)} tasks (`true`), all created at once"
         wall = time.monotonic() - started
         cpu = cpu_seconds(op.pid) - cpu0
         rig_cpu = {k: round(v - rig0.get(k, 0), 1) for k, v in r.cpu().items()}
         time.sleep(1)  # the last status writes reach the counters
         server1, client1 = r.server_counts(), r.operator_requests()
+        steps = reconciles(op.metrics()) - steps0
         creates1 = r.server_latency("POST", "jobs")
         rss, hwm = rss_mib(op.pid)
         observer.stop()
-        phases = [observer.run_phase.get(n) for n in names]
-        failed = sum(1 for p in phases if p != "Succeeded")
+        failed = [n for n in names if observer.run_phase.get(n) != "Succeeded"]
+        for name in failed[:5]:  # say why: a benchmark that loses runs measures nothing
+            run = custom.get_namespaced_custom_object(GROUP, VERSION, r.ns, "workflowruns", name)
+            status = run.get("status") or {}
+            tasks = {t: (s.get("phase"), s.get("reason"), s.get("message"))
+                     for t, s in (status.get("tasks") or {}).items()
+                     if s.get("phase") != "Succeeded"}  # fmt: skip
+            print(f"  not Succeeded: {name} {status.get('phase')}: {status.get('message')} {tasks}")
         attempts = sum(1 for k in observer.job_seen if k[0] in set(names))
         w = writes(server0, server1)
         events = w.pop("create events", 0)
@@ -107,25 +174,30 @@ def bench(backend: str, runs: int, workdir: Path) -> dict[str, float]:
             if client1[(verb, code)] - client0.get((verb, code), 0)
         }
         source = r.server_timings(observer)
-        lat, missing = dependency_latencies(observer, names, DAG)
+        lat, missing = dependency_latencies(observer, measured, DAG)
+        busy = (sum(rig_cpu.values()) + cpu) / wall / (os.cpu_count() or 1) * 100
         out = {
             "writes": (job_writes + run_writes) / max(attempts, 1),
             "p50": median(lat),
             "p99": percentile(lat, 99),
             "cpu_ms": cpu / max(attempts, 1) * 1000,
             "rss": rss,
+            "rate": attempts / wall,
+            "busy": busy,
         }
-        print(f"== {backend}: {runs} runs x {len(DAG)} tasks, all created at once "
-              f"(in {created:.1f} s)")  # fmt: skip
-        print(f"  attempts {attempts}, runs not Succeeded {failed}, all finished: {finished}, "
-              f"wall {wall:.1f} s")  # fmt: skip
+        print(f"== {backend}: {load}")
+        print(f"  attempts {attempts} ({out['rate']:.1f}/s), runs not Succeeded {len(failed)}, "
+              f"all finished: {finished}, wall {wall:.1f} s; the machine {busy:.0f}% busy "
+              f"(CPU of operator and rig / wall / cores)")  # fmt: skip
         print(f"  API writes per task attempt: {out['writes']:.2f} (target <= 2.2): "
               f"Jobs {job_writes}, WorkflowRuns {run_writes}; server side {w}")  # fmt: skip
         print(f"  Events per task attempt: {events / max(attempts, 1):.2f} ({events})")
-        print(f"  operator client requests: {client}")
+        print(f"  operator client requests: {client}; "
+              f"reconcile steps per task attempt: {steps / max(attempts, 1):.2f}")  # fmt: skip
         print(f"  dependency finished -> next Job created: p50 {out['p50']:.0f} ms, "
-              f"p99 {out['p99']:.0f} ms, max {max(lat, default=float('nan')):.0f} ms "
-              f"over {len(lat)} edges ({missing} unseen), times from {source} "
+              f"p90 {percentile(lat, 90):.0f} ms, p99 {out['p99']:.0f} ms, "
+              f"max {max(lat, default=float('nan')):.0f} ms over {len(lat)} edges of "
+              f"{len(measured)} runs ({missing} unseen), times from {source} "
               f"(targets 50 / 250 ms)")  # fmt: skip
         if creates1:  # the real server's own time per Job create: the part no client saves
             p50, p99 = (bucket_quantile(creates0, creates1, q) * 1000 for q in (0.5, 0.99))
@@ -185,14 +257,23 @@ def status_size() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", choices=("emulator", "real", "both"), default="both")
-    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=100, help="runs in all (burst: 100)")
+    parser.add_argument(
+        "--task-seconds",
+        type=float,
+        default=0,
+        help="steady load: tasks sleep about this long and --active runs are kept running "
+        "(0, the default: the burst, every task `true`)",
+    )
+    parser.add_argument("--active", type=int, default=100, help="runs kept active (steady)")
     parser.add_argument("--no-size", action="store_true", help="skip the 2,000-task run size")
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temp dir)")
     args = parser.parse_args()
     backends = ("emulator", "real") if args.backend == "both" else (args.backend,)
     with tempfile.TemporaryDirectory(prefix="kopflow-bench-") as tmp:
         for backend in backends:
-            bench(backend, args.runs, (args.workdir or Path(tmp)) / backend)
+            workdir = (args.workdir or Path(tmp)) / backend
+            bench(backend, args.runs, workdir, args.active, args.task_seconds)
     if not args.no_size:
         status_size()
     return 0

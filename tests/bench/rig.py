@@ -367,6 +367,7 @@ class Observer:
     job_seen: dict[tuple[str, str, str], float] = field(default_factory=dict)
     pod_done: dict[tuple[str, str, str], float] = field(default_factory=dict)
     run_phase: dict[str, str] = field(default_factory=dict)
+    run_version: dict[str, int] = field(default_factory=dict)
     run_done: dict[str, float] = field(default_factory=dict)
     first_job: dict[str, float] = field(default_factory=dict)
     changed: threading.Condition = field(default_factory=threading.Condition)
@@ -390,7 +391,11 @@ class Observer:
     def on_run(self, kind: str, obj: dict[str, Any], at: float) -> None:
         name = obj["metadata"]["name"]
         phase = (obj.get("status") or {}).get("phase") or ""
+        version = int(obj["metadata"].get("resourceVersion") or 0)
         with self.changed:
+            if version < self.run_version.get(name, 0):
+                return  # a relist's copy, older than what the watch delivered meanwhile
+            self.run_version[name] = version
             self.run_phase[name] = phase
             if phase in FINISHED:
                 self.run_done.setdefault(name, at)

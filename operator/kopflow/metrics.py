@@ -101,6 +101,10 @@ RECONCILE_DURATION = Histogram(
 RECONCILE_ERRORS = Counter(
     "kopflow_reconcile_errors", "Reconciles that failed (retried with backoff).", ["namespace"]
 )
+EVENTS_DROPPED = Counter(
+    "kopflow_events_dropped",
+    "Events not posted because too many were waiting (the API server is behind).",
+)
 API_REQUESTS = Counter(
     "kopflow_api_requests", "Requests to the Kubernetes API by verb and code.", ["verb", "code"]
 )

@@ -9,8 +9,10 @@ Nothing here reads Secrets, user ConfigMaps or pod logs.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -35,6 +37,11 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/{}/leases"
 EVENTS_IN_FLIGHT = 4
 """Events posted at once. Two Events per task attempt would otherwise take most of the client's
 connections and QPS in a burst, and a Job create would queue behind them (bench_operator.py)."""
+EVENTS_QUEUED = 1000
+"""Events waiting their turn at most; newer ones are dropped (and counted) beyond it, as
+client-go's event broadcaster does with its queue of 1,000: an API server that falls behind
+must not grow the operator's memory without bound."""
+logger = logging.getLogger("kopflow.kube")
 
 
 class NotLeading(Exception):
@@ -67,7 +74,10 @@ class Kube:
     def __init__(self, client: Client) -> None:
         self.http = client
         self._background: set[asyncio.Task[None]] = set()
-        self._event_slots: asyncio.Semaphore | None = None
+        self._events: collections.deque[dict[str, Any]] = collections.deque()
+        """Event bodies waiting for a sender (each holds only the involved object's reference,
+        not the run's body)."""
+        self._senders = 0
         self.may_write: Callable[[], bool] = lambda: True
         """Set by leader election: False once this replica may no longer act."""
 
@@ -232,46 +242,39 @@ class Kube:
         self, involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
     ) -> None:
         """A core/v1 Event about a kopflow object; failures to post are not fatal."""
-        meta = involved["metadata"]
-        stamp = format_time(now)
-        body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion", f"{GROUP}/{VERSION}"),
-                "kind": involved.get("kind", "WorkflowRun"),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": "kopflow"},
-            "reportingComponent": "kopflow",
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
+        await self._post(event_body(involved, type_, reason, message, now))
+
+    async def _post(self, body: dict[str, Any]) -> None:
+        namespace = body["metadata"]["namespace"]
         with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
-            await self.http.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)
+            await self.http.request("POST", f"/api/v1/namespaces/{namespace}/events", body)
 
     def post_event_later(
         self, involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
     ) -> None:
         """Post an Event without making the caller wait: Events are for people, status is
         what decides, so they must never delay the next Job (at most EVENTS_IN_FLIGHT of
-        them are sent at once; the rest wait their turn, not the Jobs' and status writes')."""
-        if self._event_slots is None:
-            self._event_slots = asyncio.Semaphore(EVENTS_IN_FLIGHT)
-        task = asyncio.create_task(
-            self._post_in_turn(self._event_slots, involved, type_, reason, message, now)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        them are sent at once; the rest wait their turn, not the Jobs' and status writes',
+        and beyond EVENTS_QUEUED waiting the newest is dropped)."""
+        if len(self._events) >= EVENTS_QUEUED:
+            metrics.EVENTS_DROPPED.inc()
+            logger.warning("%d Events waiting: dropped %s about %s", len(self._events), reason,
+                           involved["metadata"]["name"])  # fmt: skip
+            return
+        self._events.append(event_body(involved, type_, reason, message, now))
+        if self._senders < EVENTS_IN_FLIGHT:
+            self._senders += 1
+            task = asyncio.create_task(self._send_events())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
-    async def _post_in_turn(self, slots: asyncio.Semaphore, *args: Any) -> None:
-        async with slots:
-            await self.post_event(*args)
+    async def _send_events(self) -> None:
+        """One sender: posts waiting Events one after another until none is left."""
+        try:
+            while self._events:
+                await self._post(self._events.popleft())
+        finally:
+            self._senders -= 1
 
     async def get_cache(self, namespace: str, key: str, now: datetime) -> CacheEntry | None:
         """A live cache entry from kopflow's own ConfigMap, or None."""
@@ -339,3 +342,29 @@ class Kube:
             if err.reason != "AlreadyExists":
                 raise
             await self.http.request("PATCH", f"{path}/{CACHE_PREFIX + key}", body, MERGE_PATCH)
+
+
+def event_body(
+    involved: dict[str, Any], type_: str, reason: str, message: str, now: datetime
+) -> dict[str, Any]:
+    """A core/v1 Event about `involved` (a kopflow object), as kopflow posts it."""
+    meta = involved["metadata"]
+    stamp = format_time(now)
+    return {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion", f"{GROUP}/{VERSION}"),
+            "kind": involved.get("kind", "WorkflowRun"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "kopflow"},
+        "reportingComponent": "kopflow",
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }

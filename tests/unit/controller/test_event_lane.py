@@ -7,7 +7,8 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from kopflow.controller.kube import EVENTS_IN_FLIGHT, Kube
+from kopflow import metrics
+from kopflow.controller.kube import EVENTS_IN_FLIGHT, EVENTS_QUEUED, Kube
 
 
 class SlowServer:
@@ -20,7 +21,7 @@ class SlowServer:
     async def request(self, method: str, path: str, body: Any = None, *_: Any) -> dict[str, Any]:
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.001)
         self.in_flight -= 1
         self.posted.append(body["reason"])
         return {}
@@ -38,3 +39,27 @@ async def test_a_burst_of_events_is_sent_a_few_at_a_time_and_none_is_lost() -> N
             await asyncio.wait(set(kube._background))
     assert sorted(server.posted) == sorted(f"E{i}" for i in range(50))
     assert server.most == EVENTS_IN_FLIGHT
+
+
+async def test_events_beyond_the_queue_are_dropped_and_counted_and_none_holds_the_run() -> None:
+    """An API server far behind must not grow the operator without bound: client-go's event
+    broadcaster drops beyond 1,000 waiting too. A waiting Event keeps only the involved
+    object's reference, not the run's body (which can be hundreds of KiB)."""
+    server = SlowServer()
+    kube = Kube(server)  # type: ignore[arg-type]
+    run = {"metadata": {"name": "r", "namespace": "ns", "uid": "u"}, "status": {"big": "x" * 9}}
+    dropped = metrics.EVENTS_DROPPED._value.get()
+    now = datetime.now(UTC)
+    for i in range(EVENTS_QUEUED + 10):
+        kube.post_event_later(run, "Normal", f"E{i}", "message", now)
+    assert metrics.EVENTS_DROPPED._value.get() - dropped == 10
+    assert all("status" not in e and "big" not in str(e) for e in kube._events)
+    async with asyncio.timeout(60):
+        while kube._background:
+            await asyncio.wait(set(kube._background))
+    assert sorted(server.posted) == sorted(f"E{i}" for i in range(EVENTS_QUEUED))
+    kube.post_event_later(run, "Normal", "after", "message", now)  # the lane starts again
+    async with asyncio.timeout(10):
+        while kube._background:
+            await asyncio.wait(set(kube._background))
+    assert server.posted[-1] == "after"

@@ -82,6 +82,55 @@ def exec_user(token_file: Path, log: Path, ttl: float, sleep: float) -> dict[str
     }
 
 
+def exec_cert_user(crt: Path, key: Path, log: Path) -> dict[str, Any]:
+    """The exec plugin of exec_credential.py handing out the certificate in crt and key."""
+    args = [str(EXEC_PLUGIN), "--cert-file", str(crt), "--key-file", str(key), "--log", str(log)]
+    return {
+        "exec": {
+            "apiVersion": EXEC_API,
+            "command": sys.executable,
+            "args": args,
+            "interactiveMode": "Never",
+        }
+    }
+
+
+def short_lived_certificate(
+    ca_crt: Path, ca_key: Path, user: str, seconds: int, workdir: Path
+) -> tuple[Path, Path]:
+    """A client certificate for `user` valid `seconds` from now, signed by the cluster's CA
+    with `openssl ca`. The one exception to "nothing reaches into the server's keys": the CSR
+    API will not sign for less than 10 minutes, and a test must see a certificate expire. The
+    controller-manager signs CSRs with this same key, so the server treats both alike."""
+    from datetime import UTC, datetime, timedelta
+
+    ca = workdir / f"ca-{user}"
+    ca.mkdir()
+    (ca / "index.txt").write_text("")
+    (ca / "serial").write_text("01\n")
+    (ca / "ca.cnf").write_text(
+        f"[ca]\ndefault_ca = d\n[d]\ndir = {ca}\ndatabase = {ca}/index.txt\n"
+        f"serial = {ca}/serial\nnew_certs_dir = {ca}\ndefault_md = sha256\npolicy = p\n"
+        "unique_subject = no\n[p]\ncommonName = supplied\n"
+    )
+    key, csr, crt = ca / f"{user}.key", ca / f"{user}.csr", ca / f"{user}.crt"
+    now = datetime.now(UTC)
+    stamp = "%Y%m%d%H%M%SZ"
+    subprocess.run(
+        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+         str(csr), "-subj", f"/CN={user}"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    subprocess.run(
+        ["openssl", "ca", "-batch", "-config", str(ca / "ca.cnf"), "-cert", str(ca_crt),
+         "-keyfile", str(ca_key), "-in", str(csr), "-out", str(crt), "-notext",
+         "-startdate", (now - timedelta(minutes=1)).strftime(stamp),
+         "-enddate", (now + timedelta(seconds=seconds)).strftime(stamp)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return crt, key
+
+
 def client_certificate(
     client: kubernetes.client.ApiClient, user: str, workdir: Path, timeout: float = 30
 ) -> tuple[Path, Path]:

@@ -23,10 +23,12 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -53,6 +55,8 @@ SERVICEACCOUNT_ROOT = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_RECHECK = 60.0
 """Seconds after which an unchanged in-cluster token file is read again anyway."""
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
+CONNECTIONS = 64
+"""Connections of the client's pool (kubernetes_asyncio's connection_pool_maxsize)."""
 
 
 class ApiError(Exception):
@@ -201,6 +205,35 @@ class Credentials:
         return expiry if isinstance(expiry, dt.datetime) else None
 
 
+def ssl_context(config: k8s.Configuration) -> ssl.SSLContext | bool:
+    """TLS for a session to the API server, as kubernetes_asyncio builds its own: the CA, the
+    client certificate (a kubeconfig's, or an exec plugin's), verification as configured."""
+    if not str(config.host).startswith("https"):
+        return False
+    ctx = ssl.create_default_context(cafile=config.ssl_ca_cert)
+    if config.cert_file:
+        ctx.load_cert_chain(config.cert_file, keyfile=config.key_file)
+    if not config.verify_ssl:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if config.disable_strict_ssl_verification:
+        ctx.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    return ctx
+
+
+def certificate_of(config: k8s.Configuration) -> str | None:
+    """A digest of the client certificate and key in use (None: none): it changes when an
+    exec plugin hands out a new certificate or a kubeconfig's files are replaced."""
+    if not config.cert_file:
+        return None
+    digest = hashlib.sha256()
+    for path in (config.cert_file, config.key_file):
+        if path:
+            with contextlib.suppress(OSError):
+                digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
 # --- rate limit and retries ---------------------------------------------------------------------
 
 
@@ -291,20 +324,18 @@ class Client:
     ) -> None:
         self.credentials = credentials
         self.config = credentials.configuration
-        self.config.connection_pool_maxsize = 64
+        self.config.connection_pool_maxsize = CONNECTIONS
         self.api = k8s.ApiClient(self.config)
         # kubernetes_asyncio opens its session with trust_env=True: two thread hand-offs per
         # request (netrc, proxy variables). The proxy is resolved once (Credentials), so the
         # same connector serves a session that does not look again.
         rest = self.api.rest_client
         connector = rest.pool_manager.connector
+        assert connector is not None
         rest.pool_manager.detach()
-        rest.pool_manager = aiohttp.ClientSession(
-            connector=connector,
-            trust_env=False,
-            read_bufsize=2**21,
-            trace_configs=[metrics.aiohttp_trace()],  # every request counted, watches too
-        )
+        rest.pool_manager = self._session(connector)
+        self._certificate = certificate_of(self.config)
+        self._retired: set[asyncio.Task[None]] = set()
         self.api.user_agent = f"{user_agent} (pid {os.getpid()})"
         self.limiter = TokenBucket(qps, burst)
         self.retry = retry or RetryPolicy()
@@ -312,6 +343,42 @@ class Client:
         self._pause_until = 0.0
         self.retries = 0
         """Requests sent again after a 429/5xx (a metric; tests read it)."""
+
+    @staticmethod
+    def _session(connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,
+            read_bufsize=2**21,
+            trace_configs=[metrics.aiohttp_trace()],  # every request counted, watches too
+        )
+
+    async def relogin(self) -> None:
+        """After a 401: load the identity again; when that brought another client certificate
+        (an exec plugin's renewed one, replaced files), open new connections with it. A TLS
+        connection keeps the certificate it was opened with, so the old ones would go on being
+        refused (client-go closes them too); they are closed once their requests are done."""
+        await self.credentials.relogin()
+        certificate = certificate_of(self.config)
+        if certificate == self._certificate:
+            return
+        self._certificate = certificate
+        rest = self.api.rest_client
+        old = rest.pool_manager
+        connector = aiohttp.TCPConnector(limit=CONNECTIONS, ssl=ssl_context(self.config))
+        rest.pool_manager = self._session(connector)
+        logger.info("a new client certificate: new connections use it")
+        task = asyncio.create_task(self._retire(old))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    async def _retire(self, session: aiohttp.ClientSession) -> None:
+        """Close a replaced session once its requests have had their time (watches on it end
+        then, and reconnect on the new one)."""
+        try:
+            await asyncio.sleep(REQUEST_TIMEOUT.total or 60)
+        finally:
+            await session.close()
 
     async def _send(
         self,
@@ -366,7 +433,7 @@ class Client:
             if error.status == 401 and not relogged:
                 relogged = True
                 logger.warning("%s %s: 401 Unauthorized; logging in again", method, path)
-                await self.credentials.relogin()
+                await self.relogin()
                 continue
             delay = self.retry.delay(error, attempt)
             if delay < 0:
@@ -418,6 +485,9 @@ class Client:
         return await self._send("GET", path, None, "application/json", params, timeout)
 
     async def close(self) -> None:
+        for task in list(self._retired):
+            task.cancel()  # closes its session
+        await asyncio.gather(*self._retired, return_exceptions=True)
         await self.api.close()
 
 
@@ -494,7 +564,7 @@ class Informer:
             except Exception as err:
                 self.health.failing(name, str(err))
                 if isinstance(err, ApiException) and err.status == 401:
-                    await self.client.credentials.relogin()
+                    await self.client.relogin()
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
                 failures += 1
                 logger.warning("%s: %s; retrying in %ss", name, err, delay)

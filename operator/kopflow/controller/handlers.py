@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import ssl
 from typing import Any
 
 import aiohttp
@@ -24,7 +23,7 @@ import kopf
 from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
 from kopflow.controller import cachegc, kopf_tuning
-from kopflow.controller.client import Client, Credentials, Informer
+from kopflow.controller.client import Client, Credentials, Informer, ssl_context
 from kopflow.controller.health import Health
 from kopflow.controller.kube import Kube
 from kopflow.controller.leader import LeaderElector
@@ -68,20 +67,6 @@ async def credentials() -> Credentials:
     return loaded
 
 
-def _ssl_context(creds: Credentials) -> ssl.SSLContext | bool:
-    """TLS for kopf's session exactly as kubernetes_asyncio builds it for ours."""
-    config = creds.configuration
-    if not str(config.host).startswith("https"):
-        return False
-    ctx = ssl.create_default_context(cafile=config.ssl_ca_cert)
-    if config.cert_file:
-        ctx.load_cert_chain(config.cert_file, keyfile=config.key_file)
-    if not config.verify_ssl:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def _middleware(creds: Credentials) -> Any:
     """Per request of kopf's session: the current token (rotated file, fresh exec credential)
     and the kubeconfig's `tls-server-name` (aiohttp takes it per request, not per session)."""
@@ -110,7 +95,7 @@ async def login(**_: Any) -> kopf.AiohttpSession:
         await creds.relogin()
     config = creds.configuration
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ssl=_ssl_context(creds)),
+        connector=aiohttp.TCPConnector(limit=0, ssl=ssl_context(creds.configuration)),
         proxy=config.proxy or None,  # proxy-url, or HTTPS_PROXY/NO_PROXY read at login
         middlewares=(_middleware(creds),),
     )

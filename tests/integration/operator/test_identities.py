@@ -4,7 +4,8 @@ Each test starts `kopflow operator` (the process users run) with one identity an
 workflow to Succeeded: a client certificate signed through the CSR API; a static bearer token;
 the in-cluster layout (KUBERNETES_SERVICE_HOST/PORT and a projected token directory given by
 KOPFLOW_SERVICEACCOUNT_ROOT) whose token rotates and is revoked mid-run; an exec credential
-plugin whose credential expires and which must not stall the event loop; `tls-server-name` for a
+plugin whose credential expires and which must not stall the event loop; an exec plugin whose
+client certificate expires mid-run; `tls-server-name` for a
 server address outside the certificate's SANs; HTTPS_PROXY and `proxy-url` through a CONNECT
 proxy; and a token revoked mid-run that the plugin replaces (401 -> login again).
 
@@ -245,6 +246,52 @@ def test_401_mid_run_logs_in_again_with_the_plugins_new_token(
     hello(kube)
     assert new[-8:] in {c["token"] for c in plugin_calls(calls)}
     assert "401" in op.log.read_text(), "the server never refused the old token"
+
+
+def test_exec_plugin_client_certificate_renewed_when_the_old_one_expires(
+    cluster: Cluster, kube: Kube, plane: ControlPlane, start_operator: StartOperator, tmp_path: Path
+) -> None:
+    """An exec plugin that hands out client certificates (Teleport's does): the operator starts
+    with one valid 25 s. Once it expired, the server refuses it (401) on every connection
+    opened with it, so the plugin's next certificate must reach new connections: the run
+    active across the expiry and a later one succeed."""
+    user = f"kopflow-exec.{cluster.namespace}"
+    rbac = kubernetes.client.RbacAuthorizationV1Api(cluster.client)
+    binding = {
+        "metadata": {"name": user},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": OPERATOR_SA},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }  # fmt: skip
+    rbac.create_cluster_role_binding(binding)
+    try:
+        lasting = identities.client_certificate(cluster.client, user, tmp_path)
+        certs = plane.workdir / "certs"
+        short = identities.short_lived_certificate(
+            certs / "ca.crt", certs / "ca.key", user, 25, tmp_path
+        )
+        expires = time.time() + 25
+        crt, key, calls = tmp_path / "plugin.crt", tmp_path / "plugin.key", tmp_path / "calls"
+        crt.write_bytes(short[0].read_bytes())
+        key.write_bytes(short[1].read_bytes())
+        op = start_operator(configured(tmp_path / "x", plane, identities.exec_cert_user(
+            crt, key, calls)))  # fmt: skip
+        gate = tmp_path / "gate"
+        gated_run(kube, "renewed", gate)
+        kube.wait_task("renewed", "gate", "Running", timeout=30)
+        assert time.time() < expires, "too slow a start: the first certificate expired already"
+        crt.write_bytes(lasting[0].read_bytes())  # what the plugin hands out from now on
+        key.write_bytes(lasting[1].read_bytes())
+        time.sleep(max(0.0, expires + 1 - time.time()))  # a clock to pass, nothing to watch
+        gate.touch()
+        succeeded(kube, "renewed")
+        hello(kube)
+        handed = [c["token"] for c in plugin_calls(calls)]
+        assert handed[-1] == lasting[0].read_text().strip().splitlines()[-2][-8:], handed
+        assert "401" in op.log.read_text(), "the server never refused the expired certificate"
+    finally:
+        rbac.delete_cluster_role_binding(user)
+        kubernetes.client.CertificatesV1Api(cluster.client).delete_certificate_signing_request(user)
 
 
 def test_tls_server_name_for_an_address_outside_the_certificate(

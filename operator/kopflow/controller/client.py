@@ -510,6 +510,13 @@ Relisted = Callable[[str, list[dict[str, Any]]], None]
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
+def namespaced(path: str, namespace: str) -> str:
+    """A resource's path (`/apis/batch/v1/jobs`) within one namespace ("": all of them)."""
+    group_path, resource = path.rsplit("/", 1)
+    ns = f"/namespaces/{namespace}" if namespace else ""
+    return f"{group_path}{ns}/{resource}"
+
+
 class Informer:
     """List, then watch, one resource in some namespaces (or all) with a label selector.
 
@@ -535,9 +542,7 @@ class Informer:
         self.timeout_seconds = timeout_seconds
 
     def _path(self, namespace: str) -> str:
-        group_path, resource = self.path.rsplit("/", 1)
-        ns = f"/namespaces/{namespace}" if namespace else ""
-        return f"{group_path}{ns}/{resource}"
+        return namespaced(self.path, namespace)
 
     async def run(self) -> None:
         """Forever (until cancelled)."""

@@ -23,7 +23,7 @@ import kopf
 from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
 from kopflow.controller import cachegc, kopf_tuning
-from kopflow.controller.client import Client, Credentials, Informer, ssl_context
+from kopflow.controller.client import Client, Credentials, Informer, namespaced, ssl_context
 from kopflow.controller.health import Health
 from kopflow.controller.kube import Kube
 from kopflow.controller.leader import LeaderElector
@@ -177,15 +177,16 @@ async def _resync_runs(
     """List runs at start (schedules wait for it) and every `resync_seconds`: kopf's watch
     does not report deletions it missed while disconnected."""
     path = f"/apis/{GROUP}/{VERSION}/workflowruns"
+
+    async def resync(namespace: str) -> None:
+        items, _ = await client.list(namespaced(path, namespace), shrink=supervisor.shrink)
+        await supervisor.resync_runs(namespace, items)
+
     for namespace in namespaces:
         name = f"list runs {namespace or '(all)'}"
         for delay in (0.2, 0.5, 1.0, 2.0, 5.0, *[5.0] * 1000):
             try:
-                ns_path = path.replace("/workflowruns", f"/namespaces/{namespace}/workflowruns")
-                items, _ = await client.list(
-                    ns_path if namespace else path, shrink=supervisor.shrink
-                )
-                await supervisor.resync_runs(namespace, items)
+                await resync(namespace)
                 health.ok(name)
                 break
             except Exception as err:
@@ -195,12 +196,10 @@ async def _resync_runs(
     while True:
         await asyncio.sleep(OPTIONS["resync_seconds"])
         for namespace in namespaces:
-            with contextlib.suppress(Exception):
-                ns_path = path.replace("/workflowruns", f"/namespaces/{namespace}/workflowruns")
-                items, _ = await client.list(
-                    ns_path if namespace else path, shrink=supervisor.shrink
-                )
-                await supervisor.resync_runs(namespace, items)
+            try:
+                await resync(namespace)
+            except Exception as err:  # the next period lists again; the watch goes on
+                logger.warning("list runs %s: %s", namespace or "(all)", err)
 
 
 @kopf.on.cleanup()

@@ -272,7 +272,11 @@ class Kube:
         """One sender: posts waiting Events one after another until none is left."""
         try:
             while self._events:
-                await self._post(self._events.popleft())
+                body = self._events.popleft()
+                try:
+                    await self._post(body)
+                except Exception:  # one Event's trouble must not stop the others
+                    logger.exception("Event %s not posted", body["reason"])
         finally:
             self._senders -= 1
 

@@ -63,3 +63,22 @@ async def test_events_beyond_the_queue_are_dropped_and_counted_and_none_holds_th
         while kube._background:
             await asyncio.wait(set(kube._background))
     assert server.posted[-1] == "after"
+
+
+async def test_an_event_that_fails_unexpectedly_does_not_stop_the_ones_behind_it() -> None:
+    class Failing(SlowServer):
+        async def request(self, method: str, path: str, body: Any = None, *_: Any) -> Any:
+            if int(body["reason"][1:]) < EVENTS_IN_FLIGHT:  # one for each sender
+                raise RuntimeError("boom")
+            return await super().request(method, path, body)
+
+    server = Failing()
+    kube = Kube(server)  # type: ignore[arg-type]
+    run = {"metadata": {"name": "r", "namespace": "ns", "uid": "u"}}
+    for i in range(EVENTS_IN_FLIGHT * 3):
+        kube.post_event_later(run, "Normal", f"E{i}", "message", datetime.now(UTC))
+    async with asyncio.timeout(10):
+        while kube._background:
+            await asyncio.wait(set(kube._background))
+    expected = [f"E{i}" for i in range(EVENTS_IN_FLIGHT, EVENTS_IN_FLIGHT * 3)]
+    assert sorted(server.posted) == sorted(expected)

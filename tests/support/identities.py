@@ -71,20 +71,18 @@ def cert_user(crt: Path, key: Path) -> dict[str, Any]:
 def exec_user(token_file: Path, log: Path, ttl: float, sleep: float) -> dict[str, Any]:
     """The exec plugin of exec_credential.py: a token from token_file, valid ttl seconds."""
     args = [str(EXEC_PLUGIN), "--token-file", str(token_file), "--log", str(log)]
-    args += ["--ttl", str(ttl), "--sleep", str(sleep)]
-    return {
-        "exec": {
-            "apiVersion": EXEC_API,
-            "command": sys.executable,
-            "args": args,
-            "interactiveMode": "Never",
-        }
-    }
+    return _exec_plugin([*args, "--ttl", str(ttl), "--sleep", str(sleep)])
 
 
 def exec_cert_user(crt: Path, key: Path, log: Path) -> dict[str, Any]:
     """The exec plugin of exec_credential.py handing out the certificate in crt and key."""
-    args = [str(EXEC_PLUGIN), "--cert-file", str(crt), "--key-file", str(key), "--log", str(log)]
+    return _exec_plugin(
+        [str(EXEC_PLUGIN), "--cert-file", str(crt), "--key-file", str(key), "--log", str(log)]
+    )
+
+
+def _exec_plugin(args: list[str]) -> dict[str, Any]:
+    """A kubeconfig user running this Python with `args` as its credential plugin."""
     return {
         "exec": {
             "apiVersion": EXEC_API,

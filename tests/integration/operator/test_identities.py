@@ -16,6 +16,7 @@ of its own to mismatch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -134,13 +135,11 @@ def server_port(plane: ControlPlane) -> int:
     return int(plane.server.rsplit(":", 1)[1])
 
 
-def test_client_certificate_from_the_csr_api(
-    cluster: Cluster, kube: Kube, plane: ControlPlane, start_operator: StartOperator, tmp_path: Path
-) -> None:
-    user = f"kopflow-operator.{cluster.namespace}"
+@contextlib.contextmanager
+def operator_rights(cluster: Cluster, user: str) -> Iterator[None]:
+    """The chart's rules for the certificate user `user` (its ClusterRole, bound to the User);
+    afterwards the binding and the user's CertificateSigningRequest, if any, are deleted."""
     rbac = kubernetes.client.RbacAuthorizationV1Api(cluster.client)
-    certificates = kubernetes.client.CertificatesV1Api(cluster.client)
-    crt, key = identities.client_certificate(cluster.client, user, tmp_path)
     binding = {
         "metadata": {"name": user},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
@@ -149,11 +148,22 @@ def test_client_certificate_from_the_csr_api(
     }  # fmt: skip
     rbac.create_cluster_role_binding(binding)
     try:
-        start_operator(configured(tmp_path / "cert", plane, identities.cert_user(crt, key)))
-        hello(kube)
+        yield
     finally:
         rbac.delete_cluster_role_binding(user)
-        certificates.delete_certificate_signing_request(user)
+        with contextlib.suppress(kubernetes.client.ApiException):
+            certificates = kubernetes.client.CertificatesV1Api(cluster.client)
+            certificates.delete_certificate_signing_request(user)
+
+
+def test_client_certificate_from_the_csr_api(
+    cluster: Cluster, kube: Kube, plane: ControlPlane, start_operator: StartOperator, tmp_path: Path
+) -> None:
+    user = f"kopflow-operator.{cluster.namespace}"
+    with operator_rights(cluster, user):
+        crt, key = identities.client_certificate(cluster.client, user, tmp_path)
+        start_operator(configured(tmp_path / "cert", plane, identities.cert_user(crt, key)))
+        hello(kube)
 
 
 def test_static_bearer_token(
@@ -256,15 +266,7 @@ def test_exec_plugin_client_certificate_renewed_when_the_old_one_expires(
     opened with it, so the plugin's next certificate must reach new connections: the run
     active across the expiry and a later one succeed."""
     user = f"kopflow-exec.{cluster.namespace}"
-    rbac = kubernetes.client.RbacAuthorizationV1Api(cluster.client)
-    binding = {
-        "metadata": {"name": user},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": OPERATOR_SA},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }  # fmt: skip
-    rbac.create_cluster_role_binding(binding)
-    try:
+    with operator_rights(cluster, user):
         lasting = identities.client_certificate(cluster.client, user, tmp_path)
         certs = plane.workdir / "certs"
         short = identities.short_lived_certificate(
@@ -289,9 +291,6 @@ def test_exec_plugin_client_certificate_renewed_when_the_old_one_expires(
         handed = [c["token"] for c in plugin_calls(calls)]
         assert handed[-1] == lasting[0].read_text().strip().splitlines()[-2][-8:], handed
         assert "401" in op.log.read_text(), "the server never refused the expired certificate"
-    finally:
-        rbac.delete_cluster_role_binding(user)
-        kubernetes.client.CertificatesV1Api(cluster.client).delete_certificate_signing_request(user)
 
 
 def test_tls_server_name_for_an_address_outside_the_certificate(

@@ -39,6 +39,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,26 @@ def reconciles(metrics_text: str) -> float:
     return float(found.group(1)) if found else float("nan")
 
 
+def gc_pauses(metrics_text: str) -> tuple[float, float, dict[float, float]]:
+    """The operator's full collections so far: count, seconds, cumulative buckets (le -> n)."""
+
+    def sample(suffix: str, extra: str = "") -> Iterator[tuple[str, float]]:
+        pattern = rf'^kopflow_gc_pause_seconds_{suffix}{{generation="2"{extra}}} ([0-9.e+]+)$'
+        for found in re.finditer(pattern, metrics_text, re.M):
+            yield found.group(1) if extra else "", float(found.groups()[-1])
+
+    count = sum(v for _, v in sample("count"))
+    seconds = sum(v for _, v in sample("sum"))
+    buckets = {float(le): v for le, v in sample("bucket", ',le="([^"]+)"')}
+    return count, seconds, buckets
+
+
+def longest(before: dict[float, float], after: dict[float, float]) -> float:
+    """The bucket bound of the longest pause between two samples of the buckets."""
+    total = after.get(float("inf"), 0) - before.get(float("inf"), 0)
+    return min((le for le, n in after.items() if n - before.get(le, 0) >= total), default=0.0)
+
+
 def bench(
     backend: str, runs: int, workdir: Path, active: int = 0, seconds: float = 0
 ) -> dict[str, float]:
@@ -139,7 +160,8 @@ def bench(
         assert observer.wait_finished(["warm"], 120), "the warm-up run did not finish"
         time.sleep(1)  # let the warm-up's last writes land before counting
         server0, client0 = r.server_counts(), r.operator_requests()
-        steps0 = reconciles(op.metrics())
+        text = op.metrics()
+        steps0, gc0 = reconciles(text), gc_pauses(text)
         creates0 = r.server_latency("POST", "jobs")
         cpu0, rig0 = cpu_seconds(op.pid), r.cpu()
         started = time.monotonic()
@@ -156,7 +178,8 @@ def bench(
         rig_cpu = {k: round(v - rig0.get(k, 0), 1) for k, v in r.cpu().items()}
         time.sleep(1)  # the last status writes reach the counters
         server1, client1 = r.server_counts(), r.operator_requests()
-        steps = reconciles(op.metrics()) - steps0
+        text = op.metrics()
+        steps, gc1 = reconciles(text) - steps0, gc_pauses(text)
         creates1 = r.server_latency("POST", "jobs")
         rss, hwm = rss_mib(op.pid)
         observer.stop()
@@ -171,16 +194,17 @@ def bench(
         attempts = sum(1 for k in observer.job_seen if k[0] in set(names))
         w = writes(server0, server1)
         events = w.pop("create events", 0)
-        job_writes = sum(n for k, n in w.items() if k.split()[1].startswith("jobs"))
-        run_writes = sum(n for k, n in w.items() if k.split()[1].startswith("workflowruns"))
         if backend == "real":  # other clients write too: only what the operator alone does
+            # (ConfigMaps: the runs' pinned specs and outputs; the namespace's kube-root-ca.crt
+            # was written before the count began)
             operator_only = ("create jobs", "delete jobs", "patch jobs", "patch workflowruns",
                              "patch workflowruns/status", "update workflowruns/status")  # fmt: skip
-            w = {k: n for k, n in w.items() if k in operator_only}
-            job_writes = sum(n for k, n in w.items() if k.split()[1] == "jobs")
-            run_writes = sum(n for k, n in w.items() if k.split()[1].startswith("workflowruns"))
+            w = {k: n for k, n in w.items() if k in operator_only or k.endswith(" configmaps")}
             posts = client1.get(("POST", "201"), 0) - client0.get(("POST", "201"), 0)
-            events = posts - w.get("create jobs", 0)
+            events = posts - w.get("create jobs", 0) - w.get("create configmaps", 0)
+        job_writes = sum(n for k, n in w.items() if k.split()[1] == "jobs")
+        run_writes = sum(n for k, n in w.items() if k.split()[1].startswith("workflowruns"))
+        map_writes = sum(n for k, n in w.items() if k.split()[1] == "configmaps")
         client = {
             f"{verb} {code}": client1[(verb, code)] - client0.get((verb, code), 0)
             for verb, code in sorted(client1)
@@ -190,7 +214,7 @@ def bench(
         lat, missing = dependency_latencies(observer, measured, DAG)
         busy = (sum(rig_cpu.values()) + cpu) / wall / (os.cpu_count() or 1) * 100
         out = {
-            "writes": (job_writes + run_writes) / max(attempts, 1),
+            "writes": sum(w.values()) / max(attempts, 1),
             "p50": median(lat),
             "p99": percentile(lat, 99),
             "cpu_ms": cpu / max(attempts, 1) * 1000,
@@ -203,7 +227,8 @@ def bench(
               f"all finished: {finished}, wall {wall:.1f} s; the machine {busy:.0f}% busy "
               f"(CPU of operator and rig / wall / cores)")  # fmt: skip
         print(f"  API writes per task attempt: {out['writes']:.2f} (target <= 2.2): "
-              f"Jobs {job_writes}, WorkflowRuns {run_writes}; server side {w}")  # fmt: skip
+              f"Jobs {job_writes}, WorkflowRuns {run_writes}, ConfigMaps {map_writes}; "
+              f"server side {w}")  # fmt: skip
         print(f"  Events per task attempt: {events / max(attempts, 1):.2f} ({events})")
         print(f"  operator client requests: {client}; "
               f"reconcile steps per task attempt: {steps / max(attempts, 1):.2f}")  # fmt: skip
@@ -219,6 +244,9 @@ def bench(
         print(f"  operator CPU: {cpu:.1f} s, {out['cpu_ms']:.1f} ms per task attempt; "
               f"the rig's CPU s: {rig_cpu}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
         print(f"  operator RSS at the end: {rss:.0f} MiB (peak {hwm:.0f} MiB)")
+        print(f"  operator full collections: {gc1[0] - gc0[0]:.0f}, "
+              f"{(gc1[1] - gc0[1]) * 1000:.0f} ms in all, the longest <= "
+              f"{longest(gc0[2], gc1[2]) * 1000:g} ms (kopflow_gc_pause_seconds)")  # fmt: skip
         return out
 
 

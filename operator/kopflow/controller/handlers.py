@@ -22,7 +22,7 @@ import kopf
 
 from kopflow import metrics
 from kopflow.api.workflow import GROUP, VERSION
-from kopflow.controller import cachegc, kopf_tuning
+from kopflow.controller import cachegc, heap, kopf_tuning
 from kopflow.controller.client import Client, Credentials, Informer, namespaced, ssl_context
 from kopflow.controller.health import Health
 from kopflow.controller.kube import Kube
@@ -169,6 +169,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         )
         kube.may_write = elector.may_write
         memo.elector = asyncio.create_task(elector.run(), name="leader election")
+    heap.settle()  # what start-up built stays: keep it out of every full collection
 
 
 async def _resync_runs(

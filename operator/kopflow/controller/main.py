@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
 async def _operate(args: argparse.Namespace) -> None:
     """kopf with its /healthz on --health-port, and /metrics on --metrics-port beside it."""
     from kopflow import metrics
+    from kopflow.controller import heap
 
+    heap.measure()
     liveness = f"http://{args.health_host}:{args.health_port}/healthz" if args.health_port else None
     stop = None
     if args.metrics_port:

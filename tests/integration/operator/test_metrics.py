@@ -113,6 +113,8 @@ def test_metrics_count_a_run_once_and_rebuild_gauges_after_a_restart(
     assert value(text, "kopflow_api_requests_total", verb="GET", code="200") >= 2
     assert value(text, "kopflow_api_requests_total", verb="WATCH", code="200") >= 2
     assert value(text, "kopflow_reconcile_duration_seconds_count") >= 3
+    # the collector's pauses, from start-up on (its settling is one full collection)
+    assert value(text, "kopflow_gc_pause_seconds_count", generation="2") >= 1
     label_values = {v for _, labels, _ in samples(text) for v in labels.values()}
     assert not {"etl-1", "report-1"} & label_values  # never a run name
 

@@ -39,11 +39,11 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
 from rig import (
     DAG,
     GROUP,
@@ -124,15 +124,18 @@ def reconciles(metrics_text: str) -> float:
 
 def gc_pauses(metrics_text: str) -> tuple[float, float, dict[float, float]]:
     """The operator's full collections so far: count, seconds, cumulative buckets (le -> n)."""
-
-    def sample(suffix: str, extra: str = "") -> Iterator[tuple[str, float]]:
-        pattern = rf'^kopflow_gc_pause_seconds_{suffix}{{generation="2"{extra}}} ([0-9.e+]+)$'
-        for found in re.finditer(pattern, metrics_text, re.M):
-            yield found.group(1) if extra else "", float(found.groups()[-1])
-
-    count = sum(v for _, v in sample("count"))
-    seconds = sum(v for _, v in sample("sum"))
-    buckets = {float(le): v for le, v in sample("bucket", ',le="([^"]+)"')}
+    count = seconds = 0.0
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != "kopflow_gc_pause_seconds":
+            continue
+        for sample in (s for s in family.samples if s.labels.get("generation") == "2"):
+            if sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                seconds = sample.value
+            elif sample.name.endswith("_bucket"):
+                buckets[float(sample.labels["le"])] = sample.value
     return count, seconds, buckets
 
 

@@ -23,16 +23,35 @@ SCRIPT_ENV = "KOPFLOW_CONTROL_PLANE"
 REQUIRE_ENV = "KOPFLOW_REQUIRE_REAL_API"
 
 
-def script() -> Path | None:
-    """The control-plane script: $KOPFLOW_CONTROL_PLANE, else `shared/k8s/` next to the repo."""
+def script(root: Path = ROOT) -> Path | None:
+    """The control-plane script: $KOPFLOW_CONTROL_PLANE, else `shared/k8s/` next to the repo,
+    or next to the local repository it was cloned from."""
     if os.environ.get(SCRIPT_ENV):
         given = Path(os.environ[SCRIPT_ENV])
         return given if given.is_file() else None
-    for parent in ROOT.parents:
-        candidate = parent / "shared" / "k8s" / "control-plane"
-        if candidate.is_file():
-            return candidate
+    for repo in (root, cloned_from(root)):
+        for parent in repo.parents if repo else ():
+            candidate = parent / "shared" / "k8s" / "control-plane"
+            if candidate.is_file():
+                return candidate
     return None
+
+
+def cloned_from(root: Path) -> Path | None:
+    """The local repository `root` was cloned from, if any: the README's clean-clone check
+    (`git clone -q . $(mktemp -d)`) puts the clone in /tmp, away from `shared/`."""
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(root), "config", "--get", "remote.origin.url"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    url = url.removeprefix("file://")
+    if not url or "://" in url or ":" in url.split("/")[0]:
+        return None  # a remote (https://, ssh://, host:path): nothing beside it here
+    path = root / url  # a relative url is relative to the clone
+    return path.resolve() if path.is_dir() else None
 
 
 def unavailable() -> str | None:

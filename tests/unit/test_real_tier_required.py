@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 def test_needs_the_real_server(control_plane):
@@ -54,3 +56,22 @@ def test_when_required_a_real_test_that_skips_itself_fails_the_run(tmp_path: Pat
     assert done.returncode == 1, done.stdout
     assert "1 real-API tests were skipped, but the tier is required" in done.stdout
     assert run_probe(tmp_path, SKIPPING).returncode == 0
+
+
+def test_a_clean_clone_away_from_shared_finds_the_control_plane_beside_its_origin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's clean-clone check clones into `mktemp -d`: the real tier must still run."""
+    from tests.support.control_plane import script
+
+    origin, clone = tmp_path / "work" / "main", tmp_path / "elsewhere" / "clone"
+    plane = tmp_path / "work" / "shared" / "k8s" / "control-plane"
+    plane.parent.mkdir(parents=True)
+    plane.write_text("#!/bin/sh\n")
+    subprocess.run(["git", "init", "-q", str(origin)], check=True, timeout=60)
+    subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True, timeout=60)
+    monkeypatch.delenv("KOPFLOW_CONTROL_PLANE", raising=False)
+    assert script(clone) == plane
+    set_url = ["git", "-C", str(clone), "remote", "set-url", "origin", "host:repo"]
+    subprocess.run(set_url, check=True, timeout=60)
+    assert script(clone) is None  # a remote origin: nothing beside it on this machine

@@ -95,7 +95,7 @@ async def login(**_: Any) -> kopf.AiohttpSession:
         await creds.relogin()
     config = creds.configuration
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ssl=ssl_context(creds.configuration)),
+        connector=aiohttp.TCPConnector(limit=0, ssl=ssl_context(config)),
         proxy=config.proxy or None,  # proxy-url, or HTTPS_PROXY/NO_PROXY read at login
         middlewares=(_middleware(creds),),
     )

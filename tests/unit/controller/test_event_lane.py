@@ -27,6 +27,13 @@ class SlowServer:
         return {}
 
 
+async def drained(kube: Kube, seconds: float) -> None:
+    """Until every Event sender has finished (within `seconds`)."""
+    async with asyncio.timeout(seconds):
+        while kube._background:
+            await asyncio.wait(set(kube._background))
+
+
 async def test_a_burst_of_events_is_sent_a_few_at_a_time_and_none_is_lost() -> None:
     server = SlowServer()
     kube = Kube(server)  # type: ignore[arg-type]
@@ -34,9 +41,7 @@ async def test_a_burst_of_events_is_sent_a_few_at_a_time_and_none_is_lost() -> N
     now = datetime.now(UTC)
     for i in range(50):
         kube.post_event_later(run, "Normal", f"E{i}", "message", now)
-    async with asyncio.timeout(10):
-        while kube._background:
-            await asyncio.wait(set(kube._background))
+    await drained(kube, 10)
     assert sorted(server.posted) == sorted(f"E{i}" for i in range(50))
     assert server.most == EVENTS_IN_FLIGHT
 
@@ -54,14 +59,10 @@ async def test_events_beyond_the_queue_are_dropped_and_counted_and_none_holds_th
         kube.post_event_later(run, "Normal", f"E{i}", "message", now)
     assert metrics.EVENTS_DROPPED._value.get() - dropped == 10
     assert all("status" not in e and "big" not in str(e) for e in kube._events)
-    async with asyncio.timeout(60):
-        while kube._background:
-            await asyncio.wait(set(kube._background))
+    await drained(kube, 60)
     assert sorted(server.posted) == sorted(f"E{i}" for i in range(EVENTS_QUEUED))
     kube.post_event_later(run, "Normal", "after", "message", now)  # the lane starts again
-    async with asyncio.timeout(10):
-        while kube._background:
-            await asyncio.wait(set(kube._background))
+    await drained(kube, 10)
     assert server.posted[-1] == "after"
 
 
@@ -77,8 +78,6 @@ async def test_an_event_that_fails_unexpectedly_does_not_stop_the_ones_behind_it
     run = {"metadata": {"name": "r", "namespace": "ns", "uid": "u"}}
     for i in range(EVENTS_IN_FLIGHT * 3):
         kube.post_event_later(run, "Normal", f"E{i}", "message", datetime.now(UTC))
-    async with asyncio.timeout(10):
-        while kube._background:
-            await asyncio.wait(set(kube._background))
+    await drained(kube, 10)
     expected = [f"E{i}" for i in range(EVENTS_IN_FLIGHT, EVENTS_IN_FLIGHT * 3)]
     assert sorted(server.posted) == sorted(expected)
